@@ -207,6 +207,7 @@ class LocalCluster:
             pkimod.ClientIdentity("system:kube-controller-manager", (), "controller-manager"),
             pkimod.ClientIdentity("system:kube-scheduler", (), "scheduler"),
             pkimod.ClientIdentity("aiml-node-agent", ("system:masters",), "node-agent"),
+            pkimod.ClientIdentity("front-proxy-client", (), "front-proxy-client"),
         ]
         identities += [pkimod.ClientIdentity(name, groups) for name, groups in TEST_USERS.items()]
         for identity in identities:
@@ -270,6 +271,15 @@ class LocalCluster:
             f"--kubelet-client-certificate={p.cert('apiserver-kubelet-client')}",
             f"--kubelet-client-key={p.key('apiserver-kubelet-client')}",
             "--kubelet-preferred-address-types=InternalIP",
+            # Request-header authentication, so that aggregated API servers and the components'
+            # delegated authentication find a complete extension-apiserver-authentication ConfigMap.
+            f"--requestheader-client-ca-file={p.ca_cert}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={p.cert('front-proxy-client')}",
+            f"--proxy-client-key-file={p.key('front-proxy-client')}",
             f"--kubelet-certificate-authority={p.ca_cert}",
             # Endpoints may not hold loopback addresses, and 127.0.0.1 is all this cluster has.
             "--endpoint-reconciler-type=none",
