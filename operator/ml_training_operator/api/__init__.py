@@ -1,0 +1,108 @@
+"""Custom resources of group aiml.mns.io, version v1alpha1, as pydantic models.
+
+These models are the single definition of the API: the CRDs in ``crds/`` and
+``docs/api-reference.md`` are generated from them (``python -m
+ml_training_operator.api.crdgen`` and ``python -m ml_training_operator.api.reference``),
+and the operator parses every object it reads with them. Field names are the wire names,
+spelled as TS 28.105 Rel-19 spells them.
+"""
+
+from ..protocol import FineTuningMethod, PerformanceMetric, Precision, Quantization, Task, TrainingType
+from .base import EXTENSION_PREFIX, ApiModel, CelRule, is_extension
+from .common import (
+    ArtifactFormat,
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    DataFormat,
+    ModelPerformance,
+    ModelPerformanceResult,
+    ModelRef,
+    ObjectMeta,
+    ProcessStatus,
+    RequestRef,
+    RequestStatus,
+    ResolvedModelRef,
+)
+from .locations import UriFieldError, parse_artifact_uri, parse_data_source, parse_output_uri
+from .mlmodel import Artifact, MLModelSpec, MLModelStatus
+from .request_spec import (
+    Consumer,
+    DataMapping,
+    FineTuning,
+    Hyperparameters,
+    IA3Parameters,
+    LoraParameters,
+    MLFineTuningRequestSpec,
+    MLTrainingRequestSpec,
+    ModelArchitecture,
+    Output,
+    RequestSpec,
+    ServiceAccountRef,
+    TerminationConditions,
+    Toleration,
+    Trainer,
+    render_termination_conditions,
+)
+from .request_status import JobRef, ProgressStatus, TrainingProcess, TrainingReport, TrainingRequestStatus
+from .resources import REQUEST_KINDS, RESOURCE_KINDS, MLFineTuningRequest, MLModel, MLTrainingRequest, Resource
+
+__all__ = [
+    "EXTENSION_PREFIX",
+    "REQUEST_KINDS",
+    "RESOURCE_KINDS",
+    "ApiModel",
+    "Artifact",
+    "ArtifactFormat",
+    "CelRule",
+    "Condition",
+    "ConditionStatus",
+    "ConditionType",
+    "Consumer",
+    "DataFormat",
+    "DataMapping",
+    "FineTuning",
+    "FineTuningMethod",
+    "Hyperparameters",
+    "IA3Parameters",
+    "JobRef",
+    "LoraParameters",
+    "MLFineTuningRequest",
+    "MLFineTuningRequestSpec",
+    "MLModel",
+    "MLModelSpec",
+    "MLModelStatus",
+    "MLTrainingRequest",
+    "MLTrainingRequestSpec",
+    "ModelArchitecture",
+    "ModelPerformance",
+    "ModelPerformanceResult",
+    "ModelRef",
+    "ObjectMeta",
+    "Output",
+    "PerformanceMetric",
+    "Precision",
+    "ProcessStatus",
+    "ProgressStatus",
+    "Quantization",
+    "RequestRef",
+    "RequestSpec",
+    "RequestStatus",
+    "Resource",
+    "ResolvedModelRef",
+    "ServiceAccountRef",
+    "Task",
+    "TerminationConditions",
+    "Toleration",
+    "Trainer",
+    "TrainingProcess",
+    "TrainingReport",
+    "TrainingRequestStatus",
+    "TrainingType",
+    "UriFieldError",
+    "is_extension",
+    "parse_artifact_uri",
+    "parse_data_source",
+    "parse_output_uri",
+    "render_termination_conditions",
+]
