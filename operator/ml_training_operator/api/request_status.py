@@ -57,7 +57,7 @@ class TrainingProcess(ApiModel):
     step: int | None = Field(default=None, ge=0, description=extension("Optimisation steps done."))
     totalSteps: int | None = Field(default=None, ge=0, description=extension("Optimisation steps planned."))
     loss: float | None = Field(default=None, description=extension("Latest training loss."))
-    interimMetrics: dict[Annotated[str, Field(max_length=64)], float] | None = Field(
+    interimMetrics: dict[str, float] | None = Field(
         default=None,
         max_length=32,
         description=extension("Latest validation scores by metric name, e.g. ACCURACY: 0.83."),
