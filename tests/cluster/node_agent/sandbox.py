@@ -1,0 +1,158 @@
+"""Container start inside a private mount namespace (standard library only).
+
+The node agent starts every container as
+``unshare --mount --propagation private -- python -I -S sandbox.py PLAN.json``. This
+program then, still as root and in the new namespace:
+
+1. bind-mounts each volume at its mountPath (read-only where requested), creating missing
+   mountpoints, so container paths resolve as written;
+2. puts a fresh tmpfs over ``/dev`` holding the usual device nodes (bound from the host)
+   when the termination message path lies in ``/dev``, because a mountpoint file such as
+   ``/dev/termination-log`` must not be created in the host's shared devtmpfs;
+3. bind-mounts the container's own termination message file at its path;
+4. changes to the working directory, drops to runAsUser/runAsGroup, asks the kernel to kill
+   the process when the node agent dies, and executes the command with the container's
+   environment (PATH lookup uses the container's PATH).
+
+It executes in place, so the container process keeps the PID the agent started. A start
+failure writes a message to the plan's ``startErrorFile`` and exits with code 128, which
+the agent reports as reason StartError.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+PR_SET_PDEATHSIG = 1
+START_ERROR_EXIT_CODE = 128
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+
+DEVICE_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+DEVICE_DIRECTORIES = ("pts", "shm", "mqueue")
+DEVICE_LINKS = {
+    "fd": "/proc/self/fd",
+    "stdin": "/proc/self/fd/0",
+    "stdout": "/proc/self/fd/1",
+    "stderr": "/proc/self/fd/2",
+    "ptmx": "pts/ptmx",
+}
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    result = _libc.mount(
+        source.encode() if source else None,
+        target.encode(),
+        fstype.encode() if fstype else None,
+        flags,
+        data.encode() if data else None,
+    )
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"mount {source} on {target} failed: {os.strerror(errno)}")
+
+
+def ensure_mountpoint(target: str, source_is_dir: bool) -> None:
+    if os.path.lexists(target):
+        return
+    if source_is_dir:
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "a"):
+            pass
+
+
+def bind(source: str, target: str, read_only: bool) -> None:
+    ensure_mountpoint(target, os.path.isdir(source))
+    mount(source, target, None, MS_BIND | MS_REC)
+    if read_only:
+        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+
+
+def replace_dev(scratch: str) -> None:
+    """Mount a tmpfs with the usual device nodes over /dev."""
+    os.makedirs(scratch, exist_ok=True)
+    mount("tmpfs", scratch, "tmpfs", MS_NOSUID, "mode=755")
+    for name in DEVICE_NODES:
+        if os.path.exists(f"/dev/{name}"):
+            with open(f"{scratch}/{name}", "a"):
+                pass
+            mount(f"/dev/{name}", f"{scratch}/{name}", None, MS_BIND)
+    for name in DEVICE_DIRECTORIES:
+        if os.path.isdir(f"/dev/{name}"):
+            os.mkdir(f"{scratch}/{name}")
+            mount(f"/dev/{name}", f"{scratch}/{name}", None, MS_BIND | MS_REC)
+    for name, link in DEVICE_LINKS.items():
+        os.symlink(link, f"{scratch}/{name}")
+    mount(scratch, "/dev", None, MS_MOVE)
+
+
+def drop_privileges(plan: dict) -> None:
+    uid = plan.get("uid")
+    gid = plan.get("gid")
+    if uid is None and gid is None:
+        return
+    if gid is None:
+        gid = uid
+    os.setgroups([int(g) for g in plan.get("supplementalGroups") or []])
+    os.setgid(int(gid))
+    if uid is not None:
+        os.setuid(int(uid))
+
+
+def start(plan: dict) -> None:
+    for item in plan.get("mounts") or []:
+        bind(item["source"], item["target"], False)
+    message = plan.get("terminationMessage")
+    if message:
+        if message["path"].startswith("/dev/"):
+            replace_dev(plan["devScratch"])
+        bind(message["hostFile"], message["path"], False)
+    # Read-only remounts come last so that mountpoints inside a read-only volume can be created.
+    for item in plan.get("mounts") or []:
+        if item["readOnly"]:
+            mount(None, item["target"], None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
+
+    working_dir = plan.get("workingDir") or "/"
+    os.makedirs(working_dir, exist_ok=True)
+    os.chdir(working_dir)
+    drop_privileges(plan)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:
+        sys.exit(START_ERROR_EXIT_CODE)
+
+    argv = plan["argv"]
+    if not argv:
+        raise OSError("the container has no command: the image entry defines no entrypoint or cmd and the container sets no command")
+    os.execvpe(argv[0], argv, plan["env"])
+
+
+def main() -> None:
+    with open(sys.argv[1]) as stream:
+        plan = json.load(stream)
+    try:
+        start(plan)
+    except OSError as error:
+        text = f"failed to start container: {error}"
+        if isinstance(error, FileNotFoundError) and error.filename is None:
+            text = f'failed to start container: exec: "{plan["argv"][0]}": executable file not found in $PATH'
+        with open(plan["startErrorFile"], "w") as stream:
+            stream.write(text)
+        print(text, file=sys.stderr)
+        sys.exit(START_ERROR_EXIT_CODE)
+
+
+if __name__ == "__main__":
+    main()
