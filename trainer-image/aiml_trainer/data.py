@@ -198,7 +198,7 @@ def _class_targets(table: pd.DataFrame, column: str, labels: list[str], task: Ta
         if isinstance(value, (float, np.floating)) and not float(value).is_integer():
             _raise_at(
                 table, index, column,
-                f"label {value!r} is not a class: {task.value} needs class names or integer class ids, "
+                f"label {float(value):g} is not a class: {task.value} needs class names or integer class ids, "
                 "use TABULAR_REGRESSION for a continuous target",
             )
         if isinstance(value, (bool, np.bool_)):

@@ -157,6 +157,7 @@ def _check_config(config: TrainerConfig, runtime: Runtime) -> None:
     if fine_tuning:
         if not config.model.basePath:
             raise ConfigError("model.basePath is required for TEXT_CLASSIFICATION: it names the pre-trained model to fine-tune")
+        resolve_model_path(config.model.basePath)
         finetune.check_fine_tuning(config.fineTuning or FineTuningConfig(), runtime)
     elif config.mLTrainingType is TrainingType.RE_TRAINING and not config.model.basePath:
         raise ConfigError("model.basePath is required for RE_TRAINING: it names the model to train further")
