@@ -54,17 +54,19 @@ _KEY_ORDER = (
 
 
 def _ordered(node: Any) -> Any:
+    """Sort the keys of every schema node by ``_KEY_ORDER``; property names keep the models' field order."""
     if isinstance(node, list):
         return [_ordered(item) for item in node]
     if not isinstance(node, dict):
         return node
     rank = {key: index for index, key in enumerate(_KEY_ORDER)}
-    keys = sorted(node, key=lambda key: (rank.get(key, len(rank)), key))
-    if "properties" in node and isinstance(node["properties"], dict) and all(isinstance(v, dict) for v in node["properties"].values()):
-        ordered = {key: _ordered(node[key]) for key in keys if key != "properties"}
-        ordered["properties"] = {name: _ordered(child) for name, child in node["properties"].items()}
-        return {key: ordered[key] for key in keys}
-    return {key: _ordered(node[key]) for key in keys}
+    result = {}
+    for key in sorted(node, key=lambda key: (rank.get(key, len(rank)), key)):
+        if key == "properties":
+            result[key] = {name: _ordered(child) for name, child in node[key].items()}
+        else:
+            result[key] = _ordered(node[key])
+    return result
 
 
 def object_schema(kind: type[Resource]) -> dict[str, Any]:

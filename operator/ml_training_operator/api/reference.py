@@ -40,7 +40,7 @@ and the fine-tuning method.
 
 TS 28.105 has no failure value in `requestStatus`. A failed training keeps the request
 status it had and shows `process.progressStatus.status: FAILED`, a `resultStateInfo` that
-says why, and a `Failed` condition. The TS 28.623 ProcessMonitor spells one state
+gives the reason, and a `Failed` condition. The TS 28.623 ProcessMonitor spells one state
 `FINSHED`; this API does not reproduce that misspelling and writes `FINISHED` everywhere.
 """
 
@@ -62,11 +62,15 @@ def _constraints(node: dict[str, Any]) -> str:
     parts = []
     if "enum" in node:
         parts.append("one of " + ", ".join(f"`{value}`" for value in node["enum"]))
-    low, high = node.get("minimum"), node.get("maximum")
-    if low is not None or high is not None:
-        low_text = "" if low is None else (f"> {low}" if node.get("exclusiveMinimum") else f">= {low}")
-        high_text = "" if high is None else (f"< {high}" if node.get("exclusiveMaximum") else f"<= {high}")
-        parts.append(" and ".join(text for text in (low_text, high_text) if text))
+    bounds = []
+    if "minimum" in node:
+        operator = ">" if node.get("exclusiveMinimum") else ">="
+        bounds.append(f"{operator} {node['minimum']}")
+    if "maximum" in node:
+        operator = "<" if node.get("exclusiveMaximum") else "<="
+        bounds.append(f"{operator} {node['maximum']}")
+    if bounds:
+        parts.append(" and ".join(bounds))
     if "maxLength" in node:
         parts.append(f"length {node.get('minLength', 0)}..{node['maxLength']}")
     if "minItems" in node or "maxItems" in node:
