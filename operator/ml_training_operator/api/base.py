@@ -87,7 +87,7 @@ class ApiModel(BaseModel):
     ``cel_rules``; they are not inherited.
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_attribute_docstrings=False)
+    model_config = ConfigDict(extra="forbid")
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = ()
 
