@@ -1,7 +1,7 @@
 """Certificates and kubeconfigs for the local development cluster.
 
 Every component and test user authenticates with a client certificate signed by one
-cluster CA, so RBAC sees real usernames and groups. Keys are generated once per state
+cluster CA, so RBAC evaluates real usernames and groups. Keys are generated once per state
 directory and reused by later starts, which keeps kubeconfigs handed out earlier valid.
 """
 
@@ -24,7 +24,7 @@ VALIDITY = datetime.timedelta(days=365)
 
 @dataclass(frozen=True)
 class ClientIdentity:
-    """A client certificate subject: the username (CN) and groups (O) the API server sees."""
+    """A client certificate subject: the username (CN) and groups (O) that the API server authenticates."""
 
     username: str
     groups: tuple[str, ...] = ()
