@@ -50,6 +50,7 @@ RETRY_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 300.0
 CONTENT_VOLUMES = ("configMap", "secret", "downwardAPI", "projected")
 DEFAULT_GRACE_SECONDS = 30
+LOST_CONTAINER_REASON = "ContainerStatusUnknown"
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ class PodWorker:
         self.restart_policy = spec.get("restartPolicy", "Always")
 
         self.init_records = [ContainerRecord(c["name"], c["image"], "PodInitializing") for c in spec.get("initContainers") or []]
-        self.records = [ContainerRecord(c["name"], c["image"], "ContainerCreating") for c in spec["containers"]]
+        first_reason = "PodInitializing" if self.init_records else "ContainerCreating"
+        self.records = [ContainerRecord(c["name"], c["image"], first_reason) for c in spec["containers"]]
         self._restore_records(pod.get("status") or {})
 
         self.start_time = (pod.get("status") or {}).get("startTime") or now_rfc3339()
@@ -162,7 +164,7 @@ class PodWorker:
             except (ContainerConfigError, ApiException) as error:
                 message = f"MountVolume.SetUp failed: {_error_text(error)}"
                 log.warning("volume setup failed, retrying", extra={"pod": self.key, "event": "FailedMount", "error": message})
-                for record in self.records:
+                for record in self.init_records or self.records:
                     record.set_waiting("ContainerCreating", message)
                 self._sync_status()
                 self.deleting.wait(RETRY_SECONDS)
@@ -199,7 +201,10 @@ class PodWorker:
                 return
             if record.terminated is not None:
                 delay = min(self.node.backoff_seconds * 2 ** failures, MAX_BACKOFF_SECONDS)
-                failures += 1
+                if record.terminated.reason == LOST_CONTAINER_REASON:
+                    delay = 0.0
+                else:
+                    failures += 1
                 record.restart_count += 1
                 record.set_waiting("CrashLoopBackOff", f"back-off {delay:.0f}s restarting failed container={record.name} pod={self.name}_{self.namespace}({self.uid})")
                 self._sync_status()
@@ -386,7 +391,7 @@ class PodWorker:
 
         for record in self.init_records + self.records:
             if record.terminated is None and not record.running:
-                record.set_terminated(Termination(137, "ContainerStatusUnknown", None, now_rfc3339(),
+                record.set_terminated(Termination(137, LOST_CONTAINER_REASON, None, now_rfc3339(),
                                                   "The container could not be located when the pod was terminated"))
         self._sync_status(terminal=True)
         self.node.kube.delete_pod_now(self.namespace, self.name, self.uid)
@@ -413,7 +418,7 @@ class PodWorker:
                 t = state["terminated"]
                 record.set_terminated(Termination(t["exitCode"], t.get("reason", ""), t.get("startedAt"), t.get("finishedAt") or now_rfc3339(), t.get("message", "")))
             elif "running" in state:
-                record.set_terminated(Termination(137, "ContainerStatusUnknown", state["running"].get("startedAt"), now_rfc3339(),
+                record.set_terminated(Termination(137, LOST_CONTAINER_REASON, state["running"].get("startedAt"), now_rfc3339(),
                                                   "The container could not be located when the node agent restarted"))
 
     def _sync_status(self, terminal: bool = False) -> None:

@@ -25,6 +25,7 @@ import ctypes
 import json
 import os
 import signal
+import stat
 import sys
 
 MS_RDONLY = 1
@@ -99,6 +100,29 @@ def replace_dev(scratch: str) -> None:
     mount(scratch, "/dev", None, MS_MOVE)
 
 
+def find_executable(name: str, path: str) -> str:
+    """Resolve ``name`` through the container's PATH, before privileges are dropped.
+
+    The lookup runs as root because the interpreter may not be able to load modules from
+    its own installation once it runs as the container user.
+    """
+    if "/" in name:
+        return name
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            mode = os.stat(candidate).st_mode
+        except OSError:
+            continue
+        if stat.S_ISREG(mode) and mode & 0o111:
+            return candidate
+    raise StartError(f'exec: "{name}": executable file not found in $PATH')
+
+
+class StartError(Exception):
+    """The container command cannot be started."""
+
+
 def drop_privileges(plan: dict) -> None:
     uid = plan.get("uid")
     gid = plan.get("gid")
@@ -128,15 +152,17 @@ def start(plan: dict) -> None:
     working_dir = plan.get("workingDir") or "/"
     os.makedirs(working_dir, exist_ok=True)
     os.chdir(working_dir)
-    drop_privileges(plan)
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() == 1:
-        sys.exit(START_ERROR_EXIT_CODE)
 
     argv = plan["argv"]
     if not argv:
-        raise OSError("the container has no command: the image entry defines no entrypoint or cmd and the container sets no command")
-    os.execvpe(argv[0], argv, plan["env"])
+        raise StartError("the container has no command: its image entry has no entrypoint or cmd and the container sets no command")
+    executable = find_executable(argv[0], plan["env"].get("PATH", ""))
+
+    drop_privileges(plan)
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:
+        raise StartError("the node agent exited before the container started")
+    os.execve(executable, argv, plan["env"])
 
 
 def main() -> None:
@@ -144,10 +170,8 @@ def main() -> None:
         plan = json.load(stream)
     try:
         start(plan)
-    except OSError as error:
+    except (OSError, StartError) as error:
         text = f"failed to start container: {error}"
-        if isinstance(error, FileNotFoundError) and error.filename is None:
-            text = f'failed to start container: exec: "{plan["argv"][0]}": executable file not found in $PATH'
         with open(plan["startErrorFile"], "w") as stream:
             stream.write(text)
         print(text, file=sys.stderr)
