@@ -58,7 +58,11 @@ def fine_tune_document(tmp_path: Path, method: str, **sections: Any) -> dict[str
         "fineTuning": {"method": method},
         "hyperparameters": {"epochs": 3, "batchSize": 16, "learningRate": 0.002, "maxSequenceLength": 64, "seed": 42},
     }
-    defaults.update(sections)
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(defaults.get(key), dict):
+            defaults[key] = {**defaults[key], **value}
+        else:
+            defaults[key] = value
     return config_document(tmp_path, **defaults)
 
 
