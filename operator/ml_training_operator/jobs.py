@@ -214,7 +214,6 @@ def build_trainer_config(
     kind = request["kind"]
     metadata = request["metadata"]
     spec = request.get("spec") or {}
-    plural = names.request_kind(kind).plural
     namespace = metadata["namespace"]
 
     data = _data_config(spec, mounts)
@@ -233,9 +232,8 @@ def build_trainer_config(
         )
         for item in spec.get("performanceRequirements") or []
     ]
-    endpoint = None
-    if settings.progress_endpoint_url:
-        endpoint = settings.progress_endpoint_url + names.progress_path(namespace, plural, metadata["name"])
+    # The trainer appends the request's path to this base URL (see names.progress_path).
+    endpoint = settings.progress_endpoint_url
 
     return protocol.TrainerConfig(
         request=protocol.RequestRef(kind=kind, namespace=namespace, name=metadata["name"], uid=metadata["uid"], attempt=attempt),

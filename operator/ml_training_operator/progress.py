@@ -425,7 +425,7 @@ def apply_transition(
     progress.setdefault("progressPercentage", 0)
     if transition.phase is Phase.SUCCEEDED:
         progress["progressPercentage"] = 100
-    if transition.phase in TERMINAL_PHASES or transition.phase in (Phase.SUSPENDED, Phase.UNAUTHORIZED, Phase.JOB_CREATE_FAILED, Phase.PENDING_SCHEDULING, Phase.WAITING_FOR_ADMISSION):
+    if transition.phase in TERMINAL_PHASES or transition.phase in (Phase.NOT_STARTED, Phase.SUSPENDED, Phase.UNAUTHORIZED, Phase.JOB_CREATE_FAILED, Phase.PENDING_SCHEDULING, Phase.WAITING_FOR_ADMISSION):
         progress["resultStateInfo"] = f"{transition.reason}: {transition.message}" if transition.message else transition.reason
     else:
         progress.pop("resultStateInfo", None)

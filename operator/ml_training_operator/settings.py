@@ -76,7 +76,7 @@ class Settings(BaseModel):
     webhook_key_file: str | None = None
     webhook_ca_file: str | None = None
     webhook_configuration_name: str | None = Field(
-        default="aiml-operator",
+        default="aiml-operator.aiml.mns.io",
         description="Name of the Validating/MutatingWebhookConfiguration the operator keeps up to date; unset: unmanaged.",
     )
     operator_usernames: list[str] = Field(

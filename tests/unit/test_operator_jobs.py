@@ -280,7 +280,7 @@ def test_config_map_holds_trainer_config():
     assert config.performanceRequirements[0].performanceMetric is protocol.PerformanceMetric.ACCURACY
     assert config.output.path == "/output/pvc/models-out/sentiment-lora"
     assert config.output.checkpointPath == "/output/pvc/models-out/sentiment-lora/.checkpoints"
-    assert config.progress.endpoint == "http://127.0.0.1:8080/v1alpha1/namespaces/team-a/mlfinetuningrequests/sentiment-lora/progress"
+    assert config.progress.endpoint == "http://127.0.0.1:8080"
     assert config.progress.tokenPath == "/var/run/secrets/aiml.mns.io/progress/token"
 
 
