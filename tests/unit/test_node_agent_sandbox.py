@@ -6,6 +6,7 @@ These start real processes in a private mount namespace, so they need root and t
 
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def make_plan(tmp_path: Path, argv: list[str], mounts=None, uid=None) -> dict:
         "uid": uid,
         "gid": uid,
         "supplementalGroups": [],
+        "toolchain": sys.base_prefix,
     }
 
 
@@ -85,3 +87,10 @@ def test_stop_sends_term_then_kill(tmp_path: Path) -> None:
 
     assert code == 137
     assert time.monotonic() - started >= 0.5
+
+
+def test_user_can_run_agent_python(tmp_path: Path) -> None:
+    code, output = run(tmp_path, make_plan(tmp_path, [sys.executable, "-c", "import yaml, os; print(os.getuid())"], uid=1000))
+
+    assert code == 0
+    assert output == b"1000\n"

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from tests.cluster.node_agent import jsonlog
-from tests.cluster.node_agent.agent import NodeAgent
+from tests.cluster.node_agent.agent import AgentStartError, NodeAgent
 from tests.cluster.node_agent.image_table import load_image_table
 from tests.cluster.node_agent.kube import Kube
 from tests.cluster.node_agent.nodes import parse_node_spec
@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     log.info("node agent starting", extra={"event": "Starting", "nodes": [n.name for n in nodes],
                                            "stateDir": str(args.state_dir), "imageTable": str(args.image_table)})
-    agent.run()
+    try:
+        agent.run()
+    except AgentStartError as error:
+        log.error("node agent failed to start", extra={"event": "StartFailed", "error": str(error)})
+        return 1
     log.info("node agent stopped", extra={"event": "Stopped"})
     return 0
 

@@ -2,7 +2,7 @@
 
 Each simulated node watches the Pods bound to it (field selector ``spec.nodeName``) and
 hands every Pod to a ``PodWorker``. A Pod that is already terminal when the agent first
-sees it is not run again; its worker only serves the logs left in the state directory.
+receives it is not run again; its worker only serves the logs left in the state directory.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ log = logging.getLogger("node_agent")
 
 SHUTDOWN_GRACE_SECONDS = 5.0
 TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+class AgentStartError(RuntimeError):
+    """The agent cannot start, for example because its log port is taken."""
 
 
 class NodeAgent:
@@ -54,19 +58,26 @@ class NodeAgent:
     def run(self) -> None:
         """Register the nodes, start every loop, and block until ``stop`` is set."""
         version = self.kube.version.get_code().git_version
-        Provisioner(self.kube, self.state_dir, self.stop).start()
-
         for spec in self.nodes:
             self.contexts[spec.name] = NodeContext(
                 spec.name, spec.allocatable, self.state_dir / "nodes" / spec.name, self.images, self.kube, self.backoff_seconds
             )
             cert, key, client_ca = self.serving
-            LogServer(spec.port, cert, key, client_ca, self._locator(spec.name)).start()
+            try:
+                server = LogServer(spec.port, cert, key, client_ca, self._locator(spec.name))
+            except OSError as error:
+                raise AgentStartError(
+                    f"cannot serve the log endpoint of node {spec.name} on 127.0.0.1:{spec.port}: {error}. "
+                    "Another node agent may be running; stop it or choose another --log-port-base."
+                ) from error
+            server.start()
             heartbeat = NodeHeartbeat(self.kube, spec, version, self.stop)
             heartbeat.register()
             heartbeat.start()
             threading.Thread(target=self._watch_pods, args=(spec.name,), name=f"pods-{spec.name}", daemon=True).start()
             log.info("node ready", extra={"node": spec.name, "port": spec.port, "event": "NodeReady"})
+
+        Provisioner(self.kube, self.state_dir, self.stop).start()
 
         self.stop.wait()
         self._shutdown()

@@ -120,10 +120,10 @@ def list_and_watch(
     stop: Callable[[], bool],
     **kwargs: Any,
 ) -> Iterator[tuple[str, Obj]]:
-    """Yield ("SYNC", obj) for a full list, then watch events; re-list after 410 Gone.
+    """Yield ("RESYNC", {"items": [...]}) for a full list, then watch events; list again after 410 Gone.
 
     A watch that ends normally resumes from the last resourceVersion seen. When the server
-    answers 410 Gone (the resourceVersion is too old) the loop lists again instead of
+    returns 410 Gone (the resourceVersion is too old) the loop lists again instead of
     retrying the stale version. ``stop`` is checked between events.
     """
     while not stop():
@@ -147,7 +147,7 @@ def list_and_watch(
                 if error.status == 410:
                     break
                 raise
-            gone = False
+            expired = False
             try:
                 for line in iter_resp_lines(stream):
                     if not line:
@@ -158,7 +158,7 @@ def list_and_watch(
                     kind, obj = event["type"], event["object"]
                     if kind == "ERROR":
                         if obj.get("code") == 410:
-                            gone = True
+                            expired = True
                             break
                         raise ApiException(status=obj.get("code"), reason=obj.get("message"))
                     resource_version = obj["metadata"]["resourceVersion"]
@@ -166,6 +166,6 @@ def list_and_watch(
                         yield kind, obj
             finally:
                 stream.release_conn()
-            if gone:
+            if expired:
                 log.info("watch resourceVersion expired, listing again", extra={"resource": list_call.__name__})
                 break

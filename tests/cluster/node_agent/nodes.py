@@ -174,11 +174,10 @@ class NodeHeartbeat:
         local cluster runs without that controller, so the agent removes it after posting
         its Ready condition.
         """
-        kept = [t for t in taints if not t.key.startswith("node.kubernetes.io/")]
-        if len(kept) == len(taints):
+        if not any(t.key.startswith("node.kubernetes.io/") for t in taints):
             return
-        wanted = node_object(self.spec)["spec"]["taints"]
-        self.kube.core.patch_node(self.spec.name, {"spec": {"taints": wanted}}, _content_type="application/merge-patch+json")
+        desired = node_object(self.spec)["spec"]["taints"]
+        self.kube.core.patch_node(self.spec.name, {"spec": {"taints": desired}}, _content_type="application/merge-patch+json")
         log.info("condition taints removed", extra={"node": self.spec.name, "event": "TaintsUpdated"})
 
     def start(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import threading
 import time
 import uuid
@@ -89,7 +90,7 @@ class PodWorker:
         self.processes: dict[str, ContainerProcess] = {}
         self.live_logs: set[str] = set()
         self.deleting = threading.Event()
-        self.gone = threading.Event()
+        self.pod_removed = threading.Event()
         self.grace_seconds = float(DEFAULT_GRACE_SECONDS)
         self.finished = threading.Event()
         self._status_lock = threading.Lock()
@@ -116,13 +117,13 @@ class PodWorker:
 
     def removed(self) -> None:
         """The Pod object is gone from the API: kill its processes at once, write nothing."""
-        self.gone.set()
+        self.pod_removed.set()
         self.deleting.set()
         self._stop_processes(0)
 
     def shutdown(self, grace_seconds: float) -> None:
         """The agent stops: end the processes but leave the Pod object alone."""
-        self.gone.set()
+        self.pod_removed.set()
         self.deleting.set()
         self._stop_processes(grace_seconds)
 
@@ -194,7 +195,7 @@ class PodWorker:
             self._refresh_tokens_if_due()
 
     def _run_container(self, container: Obj, record: ContainerRecord, is_init: bool) -> None:
-        """Run one container until the restart policy says it is done, or the Pod is deleted."""
+        """Run one container until its restart policy stops restarting it, or the Pod is deleted."""
         failures = 0
         while not self.deleting.is_set():
             if record.terminated is not None and not self._should_restart(record.terminated.exit_code, is_init):
@@ -216,7 +217,7 @@ class PodWorker:
             except UnknownImageError as error:
                 reason = "ErrImagePull" if record.waiting_reason != "ErrImagePull" else "ImagePullBackOff"
                 record.set_waiting(reason, str(error))
-                log.warning("image not in image table", extra={"pod": self.key, "container": record.name, "event": reason, "image": error.image})
+                log.warning("image not found in the image table", extra={"pod": self.key, "container": record.name, "event": reason, "image": error.image})
                 self._sync_status()
                 self.deleting.wait(min(self.node.backoff_seconds * 2 ** failures, MAX_BACKOFF_SECONDS))
                 failures += 1
@@ -246,6 +247,7 @@ class PodWorker:
     def _container_dir(self, name: str, run: int) -> Path:
         return self.pod_dir / "containers" / name / str(run)
 
+    # NOTE: readiness, liveness and startup probes are not run: a running container counts as ready.
     def _start_container(self, container: Obj, record: ContainerRecord) -> ContainerProcess:
         entry = self.node.images.lookup(container["image"])
         if entry is None:
@@ -274,6 +276,7 @@ class PodWorker:
             "terminationMessage": {"path": message_path, "hostFile": str(message_file)},
             "devScratch": str(run_dir / "dev"),
             "startErrorFile": str(run_dir / "start-error"),
+            "toolchain": sys.base_prefix,
             **security,
         }
 
@@ -306,6 +309,7 @@ class PodWorker:
         log.info("container exited", extra={"pod": self.key, "container": record.name, "event": "Terminated",
                                             "exitCode": exit_code, "reason": reason})
 
+    # NOTE: only the kubernetes Service's variables are set; other Services' variables are not.
     def _base_env(self, image_env: dict[str, str]) -> dict[str, str]:
         host, port = self.node.kube.server
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"}
@@ -383,7 +387,7 @@ class PodWorker:
             thread.join()
 
     def _finish(self) -> None:
-        if self.gone.is_set():
+        if self.pod_removed.is_set():
             return
         if not self.deleting.is_set():
             log.info("pod finished", extra={"pod": self.key, "event": "Finished", "phase": self._last_status and self._last_status.get("phase")})
@@ -424,7 +428,7 @@ class PodWorker:
     def _sync_status(self, terminal: bool = False) -> None:
         """Write the Pod status if it changed; during deletion the phase becomes terminal."""
         with self._status_lock:
-            if self.gone.is_set():
+            if self.pod_removed.is_set():
                 return
             policy = "Never" if terminal else self.restart_policy
             status = build_status(policy, self.sandbox_ready, self.init_records, self.records, self.start_time,
@@ -438,7 +442,7 @@ class PodWorker:
                 self.node.kube.patch_pod_status(self.namespace, self.name, status)
             except ApiException as error:
                 if error.status == 404:
-                    self.gone.set()
+                    self.pod_removed.set()
                     return
                 log.warning("pod status update failed", extra={"pod": self.key, "error": _error_text(error)})
                 return

@@ -89,9 +89,11 @@ class Provisioner:
         while not self.stop.is_set():
             try:
                 for kind, obj in list_and_watch(list_call, self.stop.is_set):
-                    items = obj["items"] if kind == "RESYNC" else [obj] if kind != "DELETED" else []
-                    for item in items:
-                        handle(item)
+                    if kind == "RESYNC":
+                        for item in obj["items"]:
+                            handle(item)
+                    elif kind != "DELETED":
+                        handle(obj)
             except Exception as error:  # noqa: BLE001 - keep watching after connection errors
                 log.warning("watch failed, restarting", extra={"resource": list_call.__name__, "error": repr(error)})
                 self.stop.wait(2)
@@ -108,7 +110,7 @@ class Provisioner:
         except ApiException as error:
             if error.status == 409:
                 return
-            log.warning("volume creation failed", extra={"pod": f"{metadata['namespace']}/{metadata['name']}", "error": f"{error.status} {error.reason}"})
+            log.warning("volume creation failed", extra={"claim": f"{metadata['namespace']}/{metadata['name']}", "error": f"{error.status} {error.reason}"})
             return
         log.info("volume provisioned", extra={"claim": f"{metadata['namespace']}/{metadata['name']}",
                                               "event": "ProvisioningSucceeded", "path": str(directory)})

@@ -10,8 +10,8 @@ program then, still as root and in the new namespace:
    when the termination message path lies in ``/dev``, because a mountpoint file such as
    ``/dev/termination-log`` must not be created in the host's shared devtmpfs;
 3. bind-mounts the container's own termination message file at its path;
-4. changes to the working directory, drops to runAsUser/runAsGroup, asks the kernel to kill
-   the process when the node agent dies, and executes the command with the container's
+4. changes to the working directory, drops to runAsUser/runAsGroup, sets the parent-death signal so the
+   kernel kills the process when the node agent dies, and executes the command with the container's
    environment (PATH lookup uses the container's PATH).
 
 It executes in place, so the container process keeps the PID the agent started. A start
@@ -64,6 +64,8 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
         raise OSError(errno, f"mount {source} on {target} failed: {os.strerror(errno)}")
 
 
+# NOTE: a mountpoint missing on the host is created there (an empty directory or file)
+# and left in place, because other containers may be using it.
 def ensure_mountpoint(target: str, source_is_dir: bool) -> None:
     if os.path.lexists(target):
         return
@@ -136,7 +138,26 @@ def drop_privileges(plan: dict) -> None:
         os.setuid(int(uid))
 
 
+def expose_toolchain(plan: dict) -> None:
+    """Let a non-root container use the host Python installed under the private /root.
+
+    /root is mode 0700 on the development machines, so a container running as another
+    user could not start the project's virtual environment. Inside the namespace only,
+    an empty tmpfs replaces /root and the toolchain directory is bound back into it.
+    """
+    toolchain = plan.get("toolchain")
+    if not toolchain or plan.get("uid") in (None, 0) or not toolchain.startswith("/root/"):
+        return
+    scratch = plan["devScratch"] + "-toolchain"
+    os.makedirs(scratch, exist_ok=True)
+    mount(toolchain, scratch, None, MS_BIND | MS_REC)
+    mount("tmpfs", "/root", "tmpfs", MS_NOSUID, "mode=755")
+    os.makedirs(toolchain)
+    mount(scratch, toolchain, None, MS_MOVE)
+
+
 def start(plan: dict) -> None:
+    expose_toolchain(plan)
     for item in plan.get("mounts") or []:
         bind(item["source"], item["target"], False)
     message = plan.get("terminationMessage")
