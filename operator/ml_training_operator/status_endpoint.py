@@ -166,7 +166,7 @@ class StatusEndpoint:
             metrics.PROGRESS_EVENTS.labels(rejection.label).inc()
             logger.warning(
                 f"rejected progress for {namespace}/{plural}/{name}: {rejection.message}",
-                extra={"namespace": namespace, "name": name, "decision": "reject-progress", "reason": rejection.label},
+                extra={"object": {"namespace": namespace, "name": name, "plural": plural}, "decision": "reject-progress", "reason": rejection.label},
             )
             return web.json_response({"error": rejection.message}, status=rejection.status)
         self.buffer.add(key, event)
@@ -229,7 +229,7 @@ class StatusEndpoint:
                 except ApiError as error:
                     logger.warning(
                         f"writing progress of {key[1]}/{key[2]} failed: {error}",
-                        extra={"namespace": key[1], "name": key[2], "decision": "progress-write-failed"},
+                        extra={"object": {"namespace": key[1], "name": key[2], "plural": key[0]}, "decision": "progress-write-failed"},
                     )
 
     async def write_progress(self, key: RequestKey, event: protocol.ProgressEvent) -> None:

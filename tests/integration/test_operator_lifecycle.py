@@ -136,28 +136,30 @@ def test_training_happy_path(cluster, namespace, operator):
 
 def test_progress_with_other_requests_token_rejected(cluster, namespace, operator):
     prepare_namespace(cluster, namespace)
-    apply(cluster, fine_tuning_request(namespace, "first", image="aiml.mns.io/standin-trainer:slow"), user="alice")
-    wait_for(lambda: job_of(cluster, namespace, "mlfinetuningrequests", "first"), timeout=60, message="the first Job")
-
-    # A token for the first request's audience, bound to one of its Pods, used for another request.
+    for name in ("first", "second"):
+        apply(cluster, fine_tuning_request(namespace, name, image="aiml.mns.io/standin-trainer:slow"), user="alice")
+    first_job = wait_for(lambda: job_of(cluster, namespace, "mlfinetuningrequests", "first"), timeout=60, message="the first Job")
+    wait_for(lambda: job_of(cluster, namespace, "mlfinetuningrequests", "second"), timeout=60, message="the second Job")
+    selector = f"batch.kubernetes.io/job-name={first_job['metadata']['name']}"
     pod = wait_for(
-        lambda: next(iter(json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]), None),
+        lambda: next(iter(json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json").stdout)["items"]), None),
         timeout=60,
         message="the first trainer Pod",
     )
-    token = cluster.kubectl(
-        "create", "token", "default", "-n", namespace,
-        "--audience", f"aiml.mns.io/progress/{namespace}/mlfinetuningrequests/first",
-        "--bound-object-kind", "Pod", "--bound-object-name", pod["metadata"]["name"],
-        "--bound-object-uid", pod["metadata"]["uid"],
-    ).stdout.strip()
-    event = json.dumps({"phase": "TRAINING", "progressPercentage": 50}).encode()
 
-    def post(target):
+    def token(audience_request):
+        return cluster.kubectl(
+            "create", "token", "default", "-n", namespace,
+            "--audience", f"aiml.mns.io/progress/{namespace}/mlfinetuningrequests/{audience_request}",
+            "--bound-object-kind", "Pod", "--bound-object-name", pod["metadata"]["name"],
+            "--bound-object-uid", pod["metadata"]["uid"],
+        ).stdout.strip()
+
+    def post(target, bearer):
         request = urllib.request.Request(
             f"{operator.status_url}/v1alpha1/namespaces/{namespace}/mlfinetuningrequests/{target}/progress",
-            data=event,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            data=json.dumps({"phase": "TRAINING", "progressPercentage": 50}).encode(),
+            headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
             method="POST",
         )
         try:
@@ -166,9 +168,17 @@ def test_progress_with_other_requests_token_rejected(cluster, namespace, operato
         except urllib.error.HTTPError as error:
             return error.code
 
-    assert post("other") == 401
-    assert post("first") == 202
+    first_token = token("first")
+    # The first request's token, sent for the second request: the audience does not match.
+    assert post("second", first_token) == 401
+    # A token with the second request's audience, but bound to a Pod of the first request's Job.
+    assert post("second", token("second")) == 403
+    assert post("first", first_token) == 202
+    assert post("first", "not-a-token") == 401
     metrics = operator.metrics()
-    assert 'aiml_progress_events_total{result="wrong_audience"}' in metrics
-    cluster.kubectl("patch", "mlfinetuningrequests", "first", "-n", namespace, "--type=merge", "-p", '{"spec":{"cancelRequest":true}}')
-    wait_request_status(cluster, "mlfinetuningrequests", "first", namespace, "CANCELLED", timeout=90)
+    assert 'aiml_progress_events_total{result="unauthenticated"}' in metrics
+    assert 'aiml_progress_events_total{result="wrong_job"}' in metrics
+    for name in ("first", "second"):
+        cluster.kubectl("patch", "mlfinetuningrequests", name, "-n", namespace, "--type=merge", "-p", '{"spec":{"cancelRequest":true}}')
+    for name in ("first", "second"):
+        wait_request_status(cluster, "mlfinetuningrequests", name, namespace, "CANCELLED", timeout=90)
