@@ -9,6 +9,7 @@ Jobs and ConfigMaps.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -29,10 +30,43 @@ CONFLICT_RETRY_SECONDS = 0.2
 _endpoint: StatusEndpoint | None = None
 
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def in_cluster_connection(environ: dict[str, str], directory: str = SERVICE_ACCOUNT_DIR) -> kopf.ConnectionInfo | None:
+    """Build the in-cluster connection from KUBERNETES_SERVICE_HOST/PORT and the ServiceAccount files.
+
+    Kopf's own service-account login always dials https://kubernetes.default.svc, which needs
+    cluster DNS; the kubelet's environment variables name the API server as client-go uses it.
+    """
+    host = environ.get("KUBERNETES_SERVICE_HOST")
+    port = environ.get("KUBERNETES_SERVICE_PORT", "443")
+    token_path = os.path.join(directory, "token")
+    if not host or not os.path.exists(token_path):
+        return None
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    with open(token_path, encoding="utf-8") as file:
+        token = file.read().strip()
+    namespace_path = os.path.join(directory, "namespace")
+    namespace = None
+    if os.path.exists(namespace_path):
+        with open(namespace_path, encoding="utf-8") as file:
+            namespace = file.read().strip()
+    ca_path = os.path.join(directory, "ca.crt")
+    return kopf.ConnectionInfo(
+        server=f"https://{host}:{port}",
+        ca_path=ca_path if os.path.exists(ca_path) else None,
+        scheme="Bearer",
+        token=token,
+        default_namespace=namespace,
+    )
+
+
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """Log in with the Pod's ServiceAccount in a cluster, else with the kubeconfig."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    return in_cluster_connection(dict(os.environ)) or kopf.login_with_kubeconfig(**kwargs)
 
 
 def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> None:

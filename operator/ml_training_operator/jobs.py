@@ -432,7 +432,7 @@ def build_job_plan(
         pod_spec["runtimeClassName"] = runtime_class
 
     job_labels = dict(labels)
-    queue = trainer.get("queueName")
+    queue = trainer.get("queueName") or settings.default_queue_name
     if queue:
         job_labels[names.LABEL_KUEUE_QUEUE] = queue
 

@@ -99,6 +99,7 @@ class RequestState:
 
     body: dict[str, Any]
     kind: names.Kind
+    default_queue: str | None = None
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -134,7 +135,7 @@ class RequestState:
 
     @property
     def uses_queue(self) -> bool:
-        return bool((self.spec.get("trainer") or {}).get("queueName"))
+        return bool((self.spec.get("trainer") or {}).get("queueName") or self.default_queue)
 
     def job_name(self, attempt: int | None = None) -> str:
         return jobs.job_name(self.kind.kind, self.namespace, self.name, self.uid, attempt or self.attempt)
@@ -213,7 +214,7 @@ async def reconcile(
             return None
         body.setdefault("kind", kind.kind)
         body.setdefault("apiVersion", names.API_VERSION)
-        return await _reconcile(ctx, RequestState(body, kind), logger)
+        return await _reconcile(ctx, RequestState(body, kind, ctx.settings.default_queue_name), logger)
     finally:
         metrics.RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
 

@@ -59,6 +59,9 @@ class Settings(BaseModel):
         default=None, description="ServiceAccount of trainer Pods; its projected token authenticates progress."
     )
     runtime_class_name: str | None = None
+    default_queue_name: str | None = Field(
+        default=None, description="Kueue LocalQueue for requests that name none; unset: Jobs bypass Kueue."
+    )
     priority_class_name: str | None = None
     progress_endpoint_url: str | None = Field(
         default=None, description="Base URL of the status endpoint as trainer Pods reach it; unset: no progress POSTs."

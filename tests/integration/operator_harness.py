@@ -31,6 +31,8 @@ from tests.conftest import ClusterHandle, wait_for
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STANDIN_IMAGE = "aiml.mns.io/standin-trainer"
 STANDIN_IMAGES = [f"{STANDIN_IMAGE}:{tag}" for tag in ("test", "config-error", "crash", "slow", "empty-adapter")]
+# Allowed by the operator but absent from the node agent's image table, so its pull fails.
+UNPULLABLE_IMAGE = "aiml.mns.io/unpullable:1"
 GROUP = "aiml.mns.io"
 
 
@@ -141,7 +143,7 @@ def operator(cluster: ClusterHandle, crds: None, tmp_path: Path) -> Iterator[Ope
     configuration = f"test-{uuid.uuid4().hex[:6]}.aiml.mns.io"
     environment = {
         "KUBECONFIG": str(cluster.kubeconfig),
-        "AIML_TRAINER_IMAGES": ",".join(STANDIN_IMAGES),
+        "AIML_TRAINER_IMAGES": ",".join(STANDIN_IMAGES + [UNPULLABLE_IMAGE]),
         "AIML_STATUS_PORT": str(status_port),
         "AIML_STATUS_LISTEN_ADDRESS": "127.0.0.1",
         "AIML_PROGRESS_ENDPOINT_URL": f"http://127.0.0.1:{status_port}",
@@ -185,9 +187,17 @@ def list_jobs(cluster: ClusterHandle, namespace: str) -> list[dict[str, Any]]:
     return json.loads(cluster.kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout)["items"]
 
 
-def grant(cluster: ClusterHandle, namespace: str, user: str, rules: list[dict[str, Any]], name: str | None = None) -> None:
-    """Create a Role with ``rules`` in ``namespace`` and bind it to a test user."""
+def grant(
+    cluster: ClusterHandle,
+    namespace: str,
+    user: str,
+    rules: list[dict[str, Any]],
+    name: str | None = None,
+    subject: dict[str, Any] | None = None,
+) -> None:
+    """Create a Role with ``rules`` in ``namespace`` and bind it to a test user (or another subject)."""
     role = name or f"{user}-{uuid.uuid4().hex[:5]}"
+    subject = subject or {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
     cluster.kubectl(
         "apply", "-f", "-",
         input=json.dumps(
@@ -201,7 +211,7 @@ def grant(cluster: ClusterHandle, namespace: str, user: str, rules: list[dict[st
                         "kind": "RoleBinding",
                         "metadata": {"name": role, "namespace": namespace},
                         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-                        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+                        "subjects": [subject],
                     },
                 ],
             }

@@ -148,6 +148,13 @@ def test_kueue_queue_label_creates_suspended_job():
     assert plan.job["spec"]["suspend"] is True
 
 
+def test_default_queue_from_settings():
+    settings = load_settings({"AIML_DEFAULT_QUEUE_NAME": "team-queue"})
+    plan = build(settings=settings)
+    assert plan.job["metadata"]["labels"][names.LABEL_KUEUE_QUEUE] == "team-queue"
+    assert plan.job["spec"]["suspend"] is True
+
+
 def test_limits_from_termination_conditions():
     spec = build().job["spec"]
     assert spec["activeDeadlineSeconds"] == 3600
