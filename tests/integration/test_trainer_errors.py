@@ -1,4 +1,4 @@
-"""Invalid data and invalid configuration end with exit code 78 and a message that says where."""
+"""Invalid data and invalid configuration end with exit code 78 and a message naming the place."""
 
 from __future__ import annotations
 

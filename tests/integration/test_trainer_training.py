@@ -58,7 +58,8 @@ def test_time_series_mlp_beats_naive_forecast(tmp_path):
     assert report.modelPerformanceValidation[0].requirementMet is (scores(report)["MAE"] <= 1.0)
     assert report.artifactFormat == "SAFETENSORS"
     assert report.stopReason == "EPOCHS_COMPLETED"
-    assert report.modelConfidenceIndication is not None and report.modelConfidenceIndication > 90
+    assert report.modelConfidenceIndication is not None
+    assert report.modelConfidenceIndication > 90
 
 
 def test_tabular_classification_beats_majority_class(tmp_path):

@@ -2,7 +2,7 @@
 
 Regression and forecasting targets are standardised with the training statistics for the
 loss and turned back into the target's units for predictions, so metrics such as MAE are in
-the units the consumer knows. A forecaster predicts the change from the window's last value.
+the units the consumer uses. A forecaster predicts the change from the window's last value.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """One trainer run from configuration to report: the phases in order, and how the run ends.
 
-Exit codes: 0 on success, ``CONFIG_ERROR_EXIT_CODE`` (78) for invalid configuration or data,
-143 when SIGTERM stopped the run after a checkpoint (128 + SIGTERM, as a shell reports it),
-and 1 for a failed or crashed run, which the Job may retry.
+Exit codes: 0 on success and ``CONFIG_ERROR_EXIT_CODE`` (78) for invalid configuration or data.
+143 (128 + SIGTERM, as a shell reports it) means SIGTERM stopped the run after a checkpoint.
+1 means a failed or crashed run, which the Job may retry.
 """
 
 from __future__ import annotations

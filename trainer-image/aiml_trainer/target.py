@@ -1,4 +1,4 @@
-"""What the training loop trains: a model plus how to compute its loss and predictions.
+"""Training target: a model plus the way to compute its loss and predictions.
 
 The loop stays the same for a network trained from scratch and a fine-tuned transformer; each
 supplies a ``TrainingTarget``. ``predict`` returns class logits for classification and
