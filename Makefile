@@ -57,7 +57,7 @@ test-unit: venv
 	@$(PYTHON) -m pytest tests/unit -q
 
 demo: venv binaries
-	@$(PYTHON) -m hack.demo
+	@$(PYTHON) hack/demo.py
 
 bench: venv binaries
 	@$(PYTHON) -m bench
