@@ -155,9 +155,22 @@ def wait_for_webhook(kube: Kubectl, timeout: float = 120) -> None:
     raise DemoError(f"the admission webhook did not answer within {timeout:.0f}s: {last}")
 
 
+def ensure_namespace(kube: Kubectl, namespace: str, timeout: float = 120) -> None:
+    """Create a namespace, first waiting out an earlier deletion of it that is still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        existing = kube.get("namespace", namespace, "default")
+        if existing is None or existing["status"].get("phase") != "Terminating":
+            break
+        if time.monotonic() > deadline:
+            raise DemoError(f"namespace {namespace} is still terminating after {timeout:.0f}s")
+        time.sleep(1)
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+
+
 def prepare_namespaces_and_model(kube: Kubectl) -> None:
     for namespace in (MODEL_NAMESPACE, CONSUMER_NAMESPACE):
-        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        ensure_namespace(kube, namespace)
 
     say(f"registering the pre-trained model {MODEL_NAMESPACE}/{MODEL_NAME} (all-MiniLM-L6-v2)")
     model = yaml.safe_load((REPO_ROOT / "examples" / "pretrained-model.yaml").read_text())
