@@ -47,7 +47,7 @@ _request_states: dict[tuple[str, str, str], str] = {}
 
 
 def record_request_status(kind: str, namespace: str, name: str, request_status: str | None) -> None:
-    """Count a request under its current requestStatus; None forgets it (deleted)."""
+    """Count a request under its current requestStatus; None removes it (the request was deleted)."""
     key = (kind, namespace, name)
     previous = _request_states.pop(key, None)
     if previous is not None:

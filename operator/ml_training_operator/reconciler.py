@@ -45,7 +45,7 @@ _VALID_ARTIFACT_FORMATS = ("HF_TRANSFORMERS", "PEFT_ADAPTER", "SAFETENSORS", "TO
 
 @dataclass
 class Context:
-    """What every reconciliation needs: the API client, the settings, the wake-up registry."""
+    """Shared state of all reconciliations: the API client, the settings, the wake-up registry."""
 
     kube: Kube
     settings: Settings
@@ -407,13 +407,15 @@ async def _follow(ctx: Context, state: RequestState, job: dict[str, Any], logger
     elif observation.phase is Phase.FAILED and observation.report is not None:
         report = progress.build_report(observation.report, state.spec)
 
-    if observation.reason in STUCK_REASONS and not _job_finished(job):
-        # Image pull and scheduling failures leave the Job active forever; stop it.
-        await ctx.kube.delete_if_exists(ctx.kube.job_path(state.namespace, job["metadata"]["name"]), "Background")
-        logger.info("deleting the stuck Job", extra={"decision": "stop-job", "reason": observation.reason})
-
     change = Transition(observation.phase, observation.reason, observation.message, process=process, report=report)
     await transition(ctx, state, change, logger)
+
+    if observation.phase is Phase.FAILED and observation.reason in STUCK_REASONS and not _job_finished(job):
+        # Image pull and scheduling failures leave the Job active forever, so stop it. This
+        # runs after the FAILED status is stored: a request that is not yet marked failed
+        # would otherwise create the same Job again on its next pass.
+        await ctx.kube.delete_if_exists(ctx.kube.job_path(state.namespace, job["metadata"]["name"]), "Background")
+        logger.info("deleted the stuck Job", extra={"decision": "stop-job", "reason": observation.reason})
     if observation.phase in progress.TERMINAL_PHASES:
         return IDLE_SECONDS
     return ctx.settings.reconcile_interval_seconds
@@ -433,6 +435,7 @@ def output_model_body(state: RequestState, report: Any, base_model_ref: Mapping[
     model_name = output.get("modelName") or f"{state.name}-model"
     training_type = "FINE_TUNING" if state.kind is names.FINE_TUNING_REQUEST else spec.get("mLTrainingType") or "INITIAL_TRAINING"
     scope = list(spec.get("expectedInferenceScope") or []) or [spec["aIMLInferenceName"]]
+
     artifact_format = report.artifactFormat if report.artifactFormat in _VALID_ARTIFACT_FORMATS else None
     if artifact_format is None:
         merged = bool((spec.get("fineTuning") or {}).get("mergeAdapter"))
@@ -444,6 +447,7 @@ def output_model_body(state: RequestState, report: Any, base_model_ref: Mapping[
         "artifact": {"uri": output["uri"], "format": artifact_format},
         "trainingRequestRef": {"kind": state.kind.kind, "name": state.name, "namespace": state.namespace},
     }
+
     if spec.get("task"):
         model_spec["task"] = spec["task"]
     architecture = ((spec.get("trainer") or {}).get("model") or {}).get("architecture")
@@ -451,6 +455,7 @@ def output_model_body(state: RequestState, report: Any, base_model_ref: Mapping[
         model_spec["architecture"] = architecture
     if base_model_ref:
         model_spec["sourceTrainedMLModelRef"] = dict(base_model_ref)
+
     return {
         "apiVersion": names.API_VERSION,
         "kind": names.ML_MODEL.kind,

@@ -1,8 +1,8 @@
 """HTTP endpoint that receives the trainers' progress events, plus health and metrics.
 
 Trainer Pods have no API-server credentials. Each one carries a projected ServiceAccount
-token whose audience names its request (``aiml.mns.io/progress/<ns>/<plural>/<name>``);
-the endpoint checks that token with a TokenReview and accepts the event only if the
+token whose audience names its request (``aiml.mns.io/progress/<ns>/<plural>/<name>``).
+The endpoint checks that token with a TokenReview. It accepts the event only if the
 token's Pod belongs to the request's current Job. Accepted events are coalesced and
 written to the request's status at most once per patch interval, so a fast trainer
 cannot flood the API server.

@@ -6,7 +6,7 @@ what needs the API server or the operator's settings:
 - mutating, on create: the requester's identity from the admission request's userInfo goes
   into the ``aiml.mns.io/requester-*`` annotations, overwriting whatever the client sent,
   so the operator's SubjectAccessReviews judge the real requester;
-- validating, on create and update: nobody but the operator changes those annotations;
+- validating, on create and update: only the operator may change those annotations;
   ``spec.consumer`` needs the requester's permission to impersonate it; the base MLModel
   exists and covers ``aIMLInferenceName``; the output does not overwrite another request's
   MLModel; the trainer image is allowed; every URI has an accepted scheme and stays inside

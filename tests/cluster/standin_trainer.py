@@ -1,9 +1,9 @@
 """Stand-in trainer for operator tests: speaks the trainer protocol without training a model.
 
-It reads the same TrainerConfig as the real trainer, checks that its data sources are
-mounted, prints ProgressEvents on stdout and POSTs them with the projected token, writes
-checkpoints and a TrainerReport to the termination message path, so the operator can be
-tested against real Jobs in seconds. It is not a trainer: its "model" is a small JSON file
+It reads the same TrainerConfig as the real trainer and checks that its data sources are
+mounted. It prints ProgressEvents on stdout, POSTs them with the projected token, and
+writes checkpoints and a TrainerReport to the termination message path. So the operator
+can be tested against real Jobs in seconds. It is not a trainer: its "model" is a small JSON file
 and its metrics are derived from the requested scores.
 
 Behaviour comes from the environment variable ``AIML_STANDIN_BEHAVIOUR`` (the image table

@@ -1,0 +1,96 @@
+"""The operator against the local cluster: each trainer failure maps to its own reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.integration.operator_harness import (  # noqa: F401  (fixtures)
+    UNPULLABLE_IMAGE,
+    apply,
+    condition,
+    crds,
+    fine_tuning_request,
+    get,
+    list_jobs,
+    operator,
+    prepare_namespace,
+    request_status,
+    wait_request_status,
+)
+
+pytestmark = pytest.mark.cluster
+PLURAL = "mlfinetuningrequests"
+
+
+def run_until_failed(cluster, namespace, name, image, timeout=120, **spec):
+    apply(cluster, fine_tuning_request(namespace, name, image=image, **spec), user="alice")
+    status = wait_request_status(cluster, PLURAL, name, namespace, "FINISHED", timeout=timeout)
+    assert status["process"]["progressStatus"]["status"] == "FAILED"
+    assert condition(status, "Failed")["status"] == "True"
+    assert condition(status, "Ready")["status"] == "False"
+    return status
+
+
+def test_config_error_fails_at_once(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    status = run_until_failed(cluster, namespace, "bad-config", "aiml.mns.io/standin-trainer:config-error")
+    failed = condition(status, "Failed")
+    assert failed["reason"] == "ConfigurationError"
+    assert failed["message"].startswith("stand-in trainer rejected its configuration on purpose")
+    assert status["process"]["progressStatus"]["resultStateInfo"].startswith("ConfigurationError: ")
+    jobs = list_jobs(cluster, namespace)
+    assert len(jobs) == 1
+    # backoffLimit is 1, but the podFailurePolicy fails the Job on exit code 78 without a retry.
+    assert jobs[0]["status"].get("failed") == 1
+    assert get(cluster, "mlmodel", "bad-config-model", namespace) is None
+
+
+def test_crash_retried_then_reported_with_log_tail(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    status = run_until_failed(cluster, namespace, "crashing", "aiml.mns.io/standin-trainer:crash", timeout=180)
+    failed = condition(status, "Failed")
+    assert failed["reason"] == "Crash"
+    assert "RuntimeError: stand-in trainer crashed on purpose" in failed["message"]
+    assert "Traceback" in failed["message"]
+    assert "backoffLimit 1" in failed["message"]
+    jobs = list_jobs(cluster, namespace)
+    assert len(jobs) == 1
+    assert jobs[0]["status"].get("failed") == 2
+
+
+def test_empty_adapter_is_a_failure(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    status = run_until_failed(cluster, namespace, "empty", "aiml.mns.io/standin-trainer:empty-adapter")
+    assert condition(status, "Failed")["reason"] == "EmptyAdapter"
+    assert get(cluster, "mlmodel", "empty-model", namespace) is None
+
+
+def test_image_pull_failure(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    status = run_until_failed(cluster, namespace, "no-image", UNPULLABLE_IMAGE)
+    failed = condition(status, "Failed")
+    assert failed["reason"] == "ImagePullFailed"
+    assert UNPULLABLE_IMAGE in failed["message"]
+    # The operator deletes the Job, which would otherwise wait for the image forever.
+    wait_for(lambda: list_jobs(cluster, namespace) == [], timeout=60, message="the stuck Job deleted")
+
+
+def test_unschedulable_after_timeout(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    trainer = {"image": "aiml.mns.io/standin-trainer:test", "gpus": 8}
+    apply(cluster, fine_tuning_request(namespace, "too-big", trainer=trainer), user="alice")
+
+    def pending():
+        status = request_status(cluster, PLURAL, "too-big", namespace)
+        progress = (status.get("process") or {}).get("progressStatus") or {}
+        return status if progress.get("progressStateInfo") == "PENDING_SCHEDULING" else None
+
+    status = wait_for(pending, timeout=60, message="PENDING_SCHEDULING")
+    assert status["requestStatus"] == "IN_PROGRESS"
+    assert status["process"]["progressStatus"]["status"] == "WAITING"
+
+    final = wait_request_status(cluster, PLURAL, "too-big", namespace, "FINISHED", timeout=90)
+    failed = condition(final, "Failed")
+    assert failed["reason"] == "Unschedulable"
+    assert "nvidia.com/gpu" in failed["message"]
