@@ -44,6 +44,8 @@ CONTROLLERS = [
     "serviceaccount-controller",
     "serviceaccount-token-controller",
     "persistentvolume-binder-controller",
+    "persistentvolumeclaim-protection-controller",
+    "persistentvolume-protection-controller",
     "ttl-after-finished-controller",
     "deployment-controller",
     "replicaset-controller",
