@@ -18,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -337,6 +338,7 @@ async def _authorize_and_create(ctx: Context, state: RequestState, logger: Any) 
         )
         return None
     authorized = {"Authorized": (True, "Allowed", decision.message)}
+    await _set_conditions(ctx, state, authorized, logger)
 
     plan = jobs.build_job_plan(state.body, model, ctx.settings, state.attempt)
     try:
@@ -408,7 +410,7 @@ async def _follow(ctx: Context, state: RequestState, job: dict[str, Any], logger
         report = progress.build_report(observation.report, state.spec)
 
     change = Transition(observation.phase, observation.reason, observation.message, process=process, report=report)
-    await transition(ctx, state, change, logger)
+    await transition(ctx, state, change, logger, extra_conditions=_missing_job_conditions(state, job))
 
     if observation.phase is Phase.FAILED and observation.reason in STUCK_REASONS and not _job_finished(job):
         # Image pull and scheduling failures leave the Job active forever, so stop it. This
@@ -419,6 +421,33 @@ async def _follow(ctx: Context, state: RequestState, job: dict[str, Any], logger
     if observation.phase in progress.TERMINAL_PHASES:
         return IDLE_SECONDS
     return ctx.settings.reconcile_interval_seconds
+
+
+def _missing_job_conditions(state: RequestState, job: Mapping[str, Any]) -> dict[str, tuple[bool | None, str, str]]:
+    """Return Authorized and JobCreated for a Job whose creation was not recorded (the write failed).
+
+    The operator creates a Job only after the consumer was authorized, so an existing Job of
+    the request's attempt shows both.
+    """
+    missing: dict[str, tuple[bool | None, str, str]] = {}
+    name = job["metadata"]["name"]
+    if (progress.get_condition(state.status, "JobCreated") or {}).get("status") != "True":
+        missing["JobCreated"] = (True, "Adopted", f"Job {name} for attempt {state.attempt}")
+    if (progress.get_condition(state.status, "Authorized") or {}).get("status") != "True":
+        missing["Authorized"] = (True, "Allowed", f"the consumer was authorized before Job {name} was created")
+    return missing
+
+
+async def _set_conditions(
+    ctx: Context, state: RequestState, conditions: dict[str, tuple[bool | None, str, str]], logger: Any
+) -> None:
+    now = utcnow()
+    new_status = json.loads(json.dumps(state.status))
+    entries = list(new_status.get("conditions") or [])
+    for condition_type, (value, reason, message) in conditions.items():
+        entries = progress.set_condition(entries, condition_type, value, reason, message, state.generation, now)
+    new_status["conditions"] = entries
+    await write_status(ctx, state, new_status, logger)
 
 
 def _job_finished(job: Mapping[str, Any]) -> bool:

@@ -98,7 +98,7 @@ def run_happy_path(cluster, operator, namespace, body, plural):
     assert final["process"]["progressStatus"]["progressPercentage"] == 100
     assert condition(final, "Ready")["status"] == "True"
     assert condition(final, "Succeeded")["status"] == "True"
-    assert condition(final, "Authorized")["status"] == "True"
+    assert condition(final, "Authorized").get("status") == "True", final["conditions"]
     assert final["observedGeneration"] == created["metadata"]["generation"]
     report = final["report"]
     validation = report["modelPerformanceValidation"]
