@@ -57,6 +57,19 @@ CONTROLLERS = [
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
+# Identity of an operator run as a local process, so that audit logs can tell its calls apart.
+OPERATOR_USER = "aiml-operator-dev"
+
+# Audit policy of a cluster started with audit on: the operator's calls at Metadata level, nothing else.
+AUDIT_POLICY = f"""apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    users: ["{OPERATOR_USER}"]
+  - level: None
+"""
+
 
 class ClusterError(RuntimeError):
     """The cluster could not be started or is not healthy."""
@@ -96,9 +109,12 @@ class Ports:
 class LocalCluster:
     """Start, stop and inspect the local cluster rooted at one state directory."""
 
-    def __init__(self, state_dir: Path | None = None, port_base: int | None = None) -> None:
+    def __init__(self, state_dir: Path | None = None, port_base: int | None = None, audit: bool | None = None) -> None:
         self.state_dir = Path(state_dir or os.environ.get("AIML_CLUSTER_STATE_DIR") or DEFAULT_STATE_DIR)
         self.ports = Ports(port_base or int(os.environ.get("AIML_CLUSTER_PORT_BASE", "16443")))
+        # With audit on, kube-apiserver logs the calls of OPERATOR_USER to audit_log_path; it
+        # takes effect when kube-apiserver starts, not on an already running cluster.
+        self.audit = os.environ.get("AIML_CLUSTER_AUDIT") == "1" if audit is None else audit
         self.pki = pkimod.Pki(self.state_dir / "pki")
         self._bin_dir: Path | None = None
 
@@ -114,6 +130,15 @@ class LocalCluster:
 
     def user_kubeconfig(self, user: str) -> Path:
         return self.state_dir / "users" / f"{user}.kubeconfig"
+
+    @property
+    def operator_kubeconfig(self) -> Path:
+        """Kubeconfig of OPERATOR_USER (group system:masters), for an operator run as a local process."""
+        return self.user_kubeconfig(OPERATOR_USER)
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.log_path("audit")
 
     def log_path(self, component: str) -> Path:
         return self.state_dir / "logs" / f"{component}.log"
@@ -210,6 +235,7 @@ class LocalCluster:
             pkimod.ClientIdentity("system:kube-scheduler", (), "scheduler"),
             pkimod.ClientIdentity("aiml-node-agent", ("system:masters",), "node-agent"),
             pkimod.ClientIdentity("front-proxy-client", (), "front-proxy-client"),
+            pkimod.ClientIdentity(OPERATOR_USER, ("system:masters",)),
         ]
         identities += [pkimod.ClientIdentity(name, groups) for name, groups in TEST_USERS.items()]
         for identity in identities:
@@ -222,6 +248,7 @@ class LocalCluster:
             self.state_dir / "node-agent.kubeconfig": ("node-agent", "aiml-node-agent"),
         }
         kubeconfigs.update({self.user_kubeconfig(name): (name, name) for name in TEST_USERS})
+        kubeconfigs[self.operator_kubeconfig] = (OPERATOR_USER, OPERATOR_USER)
         for path, (stem, user) in kubeconfigs.items():
             if not path.exists():
                 pkimod.write_kubeconfig(path, self.server, self.pki, stem, user, f"aiml-local-{stem}")
@@ -252,9 +279,22 @@ class LocalCluster:
             self.log_path("etcd"),
         )
 
+    def _audit_argv(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy = self.state_dir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        self.audit_log_path.parent.mkdir(parents=True, exist_ok=True)
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log_path}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=1024",
+        ]
+
     def apiserver_argv(self) -> list[str]:
         p = self.pki
-        return [
+        argv = [
             self.binary("kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
             "--bind-address=127.0.0.1",
@@ -289,6 +329,7 @@ class LocalCluster:
             "--profiling=false",
             "--v=1",
         ]
+        return argv + self._audit_argv()
 
     def _start_apiserver(self) -> None:
         self._start("kube-apiserver", self.apiserver_argv())
