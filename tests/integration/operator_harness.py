@@ -136,8 +136,11 @@ def _delete_webhook_configurations(cluster: ClusterHandle, name: str) -> None:
         cluster.kubectl("delete", kind, name, "--ignore-not-found", check=False)
 
 
-@pytest.fixture
-def operator(cluster: ClusterHandle, crds: None, tmp_path: Path) -> Iterator[OperatorProcess]:
+def operator_environment(cluster: ClusterHandle, **overrides: str) -> dict[str, str]:
+    """Return the environment of a local operator: webhooks by URL and the status endpoint on free ports.
+
+    The intervals are short so that tests run fast; ``overrides`` replaces any variable.
+    """
     status_port = free_port()
     # Kopf names each webhook "<handler id>.<configuration>", which must have three dot-separated parts.
     configuration = f"test-{uuid.uuid4().hex[:6]}.aiml.mns.io"
@@ -160,6 +163,14 @@ def operator(cluster: ClusterHandle, crds: None, tmp_path: Path) -> Iterator[Ope
         "AIML_LOG_FORMAT": "json",
         "HF_HUB_OFFLINE": "1",
     }
+    environment.update(overrides)
+    return environment
+
+
+@pytest.fixture
+def operator(cluster: ClusterHandle, crds: None, tmp_path: Path) -> Iterator[OperatorProcess]:
+    environment = operator_environment(cluster)
+    configuration = environment["AIML_WEBHOOK_CONFIGURATION_NAME"]
     process = OperatorProcess(cluster=cluster, log_path=tmp_path / "operator.log", environment=environment)
     try:
         process.start()
