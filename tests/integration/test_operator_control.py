@@ -1,0 +1,141 @@
+"""The operator against the local cluster: cancel, suspend and resume, deletion, restarts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.integration.operator_harness import (  # noqa: F401  (fixtures)
+    apply,
+    condition,
+    crds,
+    fine_tuning_request,
+    get,
+    list_jobs,
+    operator,
+    prepare_namespace,
+    request_status,
+    wait_request_status,
+)
+
+pytestmark = pytest.mark.cluster
+PLURAL = "mlfinetuningrequests"
+SLOW = "aiml.mns.io/standin-trainer:slow"
+
+
+def patch_spec(cluster, namespace, name, **fields):
+    cluster.kubectl("patch", PLURAL, name, "-n", namespace, "--type=merge", "-p", json.dumps({"spec": fields}), user="alice")
+
+
+def percentage(status):
+    return ((status.get("process") or {}).get("progressStatus") or {}).get("progressPercentage") or 0
+
+
+def wait_progress(cluster, namespace, name, minimum, timeout=90):
+    def reached():
+        status = request_status(cluster, PLURAL, name, namespace)
+        return status if status.get("requestStatus") == "IN_PROGRESS" and percentage(status) >= minimum else None
+
+    return wait_for(reached, timeout=timeout, message=f"progress of {name} at {minimum}% or more")
+
+
+def config_maps(cluster, namespace):
+    items = json.loads(cluster.kubectl("get", "configmaps", "-n", namespace, "-l", "aiml.mns.io/request-uid", "-o", "json").stdout)["items"]
+    return [item["metadata"]["name"] for item in items]
+
+
+def test_cancel_stops_the_trainer(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    apply(cluster, fine_tuning_request(namespace, "to-cancel", image=SLOW), user="alice")
+    wait_progress(cluster, namespace, "to-cancel", 10)
+
+    seen = set()
+
+    def cancelled():
+        status = request_status(cluster, PLURAL, "to-cancel", namespace)
+        seen.add(status.get("requestStatus"))
+        return status if status.get("requestStatus") == "CANCELLED" else None
+
+    patch_spec(cluster, namespace, "to-cancel", cancelRequest=True)
+    status = wait_for(cancelled, timeout=90, interval=0.1, message="CANCELLED")
+    assert "CANCELLING" in seen
+    assert status["process"]["progressStatus"]["status"] == "CANCELLED"
+    assert condition(status, "Cancelled")["status"] == "True"
+    assert list_jobs(cluster, namespace) == []
+    assert get(cluster, "mlmodel", "to-cancel-model", namespace) is None
+
+
+def test_suspend_then_resume_from_checkpoint(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    apply(cluster, fine_tuning_request(namespace, "pausable", image=SLOW), user="alice")
+    before = wait_progress(cluster, namespace, "pausable", 30)
+    first_job = before["process"]["jobRef"]["name"]
+
+    patch_spec(cluster, namespace, "pausable", suspendRequest=True)
+    suspended = wait_request_status(cluster, PLURAL, "pausable", namespace, "SUSPENDED", timeout=90)
+    assert suspended["process"]["progressStatus"]["status"] == "SUSPENDED"
+    assert condition(suspended, "Suspended")["status"] == "True"
+    assert list_jobs(cluster, namespace) == []
+
+    patch_spec(cluster, namespace, "pausable", suspendRequest=False)
+    final = wait_request_status(cluster, PLURAL, "pausable", namespace, "FINISHED", timeout=180)
+    assert condition(final, "Succeeded")["status"] == "True"
+    assert final["process"]["attempt"] == 2
+    assert final["process"]["jobRef"]["name"] != first_job
+    assert "resumed from step" in final["process"]["progressStatus"]["resultStateInfo"]
+    assert condition(final, "Suspended")["status"] == "False"
+    assert [job["metadata"]["name"] for job in list_jobs(cluster, namespace)] == [final["process"]["jobRef"]["name"]]
+
+
+def test_delete_removes_job_and_config_map(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    apply(cluster, fine_tuning_request(namespace, "short-lived", image=SLOW), user="alice")
+    wait_progress(cluster, namespace, "short-lived", 5)
+    assert len(list_jobs(cluster, namespace)) == 1
+    assert len(config_maps(cluster, namespace)) == 1
+
+    cluster.kubectl("delete", PLURAL, "short-lived", "-n", namespace, "--timeout=60s", user="alice")
+    wait_for(lambda: list_jobs(cluster, namespace) == [], timeout=60, message="the Job deleted")
+    assert config_maps(cluster, namespace) == []
+
+
+def test_delete_does_not_hang_when_job_is_gone(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    apply(cluster, fine_tuning_request(namespace, "finished"), user="alice")
+    wait_request_status(cluster, PLURAL, "finished", namespace, "FINISHED", timeout=120)
+    cluster.kubectl("delete", "jobs", "--all", "-n", namespace, "--cascade=background")
+    cluster.kubectl("delete", "configmaps", "-n", namespace, "-l", "aiml.mns.io/request-uid")
+    cluster.kubectl("delete", PLURAL, "finished", "-n", namespace, "--timeout=60s", user="alice")
+    assert get(cluster, PLURAL, "finished", namespace) is None
+    # The produced model outlives its request.
+    assert get(cluster, "mlmodel", "finished-model", namespace) is not None
+
+
+def test_operator_killed_mid_run_adopts_job(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    apply(cluster, fine_tuning_request(namespace, "survivor", image=SLOW), user="alice")
+    running = wait_progress(cluster, namespace, "survivor", 10)
+    job_uid = running["process"]["jobRef"]["uid"]
+
+    operator.kill()
+    operator.start()
+    final = wait_request_status(cluster, PLURAL, "survivor", namespace, "FINISHED", timeout=180)
+    assert condition(final, "Succeeded")["status"] == "True"
+    jobs = list_jobs(cluster, namespace)
+    assert len(jobs) == 1
+    assert jobs[0]["metadata"]["uid"] == job_uid
+    assert final["process"]["attempt"] == 1
+
+
+def test_apiserver_restart_mid_run(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    apply(cluster, fine_tuning_request(namespace, "weathered", image=SLOW), user="alice")
+    wait_progress(cluster, namespace, "weathered", 10)
+
+    cluster.restart_apiserver()
+    final = wait_request_status(cluster, PLURAL, "weathered", namespace, "FINISHED", timeout=240)
+    assert condition(final, "Succeeded")["status"] == "True"
+    assert len(list_jobs(cluster, namespace)) == 1
+    assert final["report"]["mLModelGeneratedRef"]["name"] == "weathered-model"
