@@ -133,7 +133,9 @@ def install_chart(kube: Kubectl, local_cluster: bool, extra_values: list[str] | 
     say(f"installing the Helm chart {CHART.name} as release {RELEASE} in {OPERATOR_NAMESPACE}")
     adopt_crds(kube)
     args = ["upgrade", "--install", RELEASE, str(CHART), "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
-            "--wait", "--timeout", "5m"]
+            "--wait", "--timeout", "5m",
+            # CRDs that were applied before with kubectl have fields owned by another manager.
+            "--force-conflicts"]
     if local_cluster:
         args += ["--values", str(REPO_ROOT / "hack" / "demo-values-local.yaml")]
     for value in extra_values or []:
