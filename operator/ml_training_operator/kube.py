@@ -153,8 +153,11 @@ class Kube:
     async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("PATCH", path, body=dict(patch), content_type=MERGE_PATCH)
 
-    async def list_items(self, path: str, label_selector: str) -> list[dict[str, Any]]:
-        result = await self.request("GET", path, query={"labelSelector": label_selector})
+    async def list_items(self, path: str, label_selector: str, field_selector: str = "") -> list[dict[str, Any]]:
+        query = {"labelSelector": label_selector}
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        result = await self.request("GET", path, query=query)
         return list(result.get("items") or [])
 
     async def create_review(self, review: Mapping[str, Any]) -> dict[str, Any]:

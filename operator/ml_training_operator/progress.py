@@ -293,6 +293,21 @@ def observe_job(
     return Observation(Phase.STARTING, "PodCreating", "the Job controller is creating the trainer Pod")
 
 
+def pod_creation_problem(observation: Observation, events: Sequence[Mapping[str, Any]]) -> Observation:
+    """Name why the Job controller cannot create the Pod (a ResourceQuota, a LimitRange), from the Job's events.
+
+    The Job itself shows nothing in that case: it stays active without Pods and the
+    controller reports each refused Pod creation only as a FailedCreate Event.
+    """
+    if observation.reason != "PodCreating":
+        return observation
+    refused = [event for event in events if event.get("reason") == "FailedCreate"]
+    if not refused:
+        return observation
+    latest = max(refused, key=lambda event: event.get("lastTimestamp") or event.get("eventTime") or "")
+    return Observation(Phase.STARTING, "PodCreationFailed", f"the Job controller cannot create the trainer Pod: {latest.get('message', '')}")
+
+
 # requestStatus, process monitor status and progressStateInfo of each phase.
 _PHASE_STATES: dict[Phase, tuple[str, str, str]] = {
     Phase.NOT_STARTED: ("NOT_STARTED", "NOT_STARTED", "NOT_STARTED"),
@@ -381,7 +396,7 @@ def _phase_conditions(phase: Phase, reason: str, message: str, uses_queue: bool)
     """Return the condition values a phase implies; types not listed keep their value."""
     ready_message = message if phase is not Phase.SUCCEEDED else "the trained model is available"
     conditions: dict[str, tuple[bool | None, str, str]] = {"Ready": (phase is Phase.SUCCEEDED, reason, ready_message)}
-    running = phase in (Phase.RUNNING, Phase.STARTING, Phase.SUSPENDING)
+    running = phase in (Phase.RUNNING, Phase.SUSPENDING)
     conditions["Running"] = (running, reason, message)
     if phase is Phase.SUCCEEDED:
         conditions["Succeeded"] = (True, reason, message)

@@ -395,6 +395,11 @@ async def list_job_pods(ctx: Context, namespace: str, job: Mapping[str, Any]) ->
 async def _follow(ctx: Context, state: RequestState, job: dict[str, Any], logger: Any) -> float:
     pods = await list_job_pods(ctx, state.namespace, job)
     observation = progress.observe_job(job, pods, utcnow(), ctx.settings.unschedulable_timeout_seconds)
+    if observation.reason == "PodCreating":
+        events = await ctx.kube.list_items(
+            ctx.kube.core_path(state.namespace, "events"), "", field_selector=f"involvedObject.uid={job['metadata']['uid']}"
+        )
+        observation = progress.pod_creation_problem(observation, events)
     process: dict[str, Any] = {"jobRef": {"name": job["metadata"]["name"], "uid": job["metadata"]["uid"]}, "attempt": state.attempt}
     if observation.start_time and not (state.status.get("process") or {}).get("startTime"):
         process["startTime"] = observation.start_time

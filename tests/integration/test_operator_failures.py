@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import wait_for
@@ -94,3 +96,48 @@ def test_unschedulable_after_timeout(cluster, namespace, operator):
     failed = condition(final, "Failed")
     assert failed["reason"] == "Unschedulable"
     assert "nvidia.com/gpu" in failed["message"]
+
+
+def quota(cluster, namespace, name, hard):
+    cluster.kubectl(
+        "apply", "-f", "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": name, "namespace": namespace}, "spec": {"hard": hard}}),
+    )
+
+
+def test_job_creation_refused_then_retried(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    quota(cluster, namespace, "no-jobs", {"count/jobs.batch": "0"})
+    apply(cluster, fine_tuning_request(namespace, "quota-bound"), user="alice")
+
+    def refused():
+        status = request_status(cluster, PLURAL, "quota-bound", namespace)
+        return status if condition(status, "JobCreated").get("status") == "False" else None
+
+    status = wait_for(refused, timeout=60, message="JobCreated=False")
+    job_created = condition(status, "JobCreated")
+    assert job_created["reason"] == "Forbidden"
+    assert "exceeded quota" in job_created["message"]
+    assert status["requestStatus"] == "NOT_STARTED"
+    assert condition(status, "Authorized")["status"] == "True"
+
+    cluster.kubectl("delete", "resourcequota", "no-jobs", "-n", namespace)
+    final = wait_request_status(cluster, PLURAL, "quota-bound", namespace, "FINISHED", timeout=120)
+    assert condition(final, "Succeeded")["status"] == "True"
+    assert condition(final, "JobCreated")["status"] == "True"
+
+
+def test_gpu_quota_names_the_refusal(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    quota(cluster, namespace, "no-gpus", {"requests.nvidia.com/gpu": "0"})
+    apply(cluster, fine_tuning_request(namespace, "gpu-bound"), user="alice")
+
+    def named():
+        status = request_status(cluster, PLURAL, "gpu-bound", namespace)
+        return status if condition(status, "Ready").get("reason") == "PodCreationFailed" else None
+
+    status = wait_for(named, timeout=60, message="Ready reason PodCreationFailed")
+    assert "exceeded quota" in condition(status, "Ready")["message"]
+    assert condition(status, "Running")["status"] == "False"
+    cluster.kubectl("patch", PLURAL, "gpu-bound", "-n", namespace, "--type=merge", "-p", '{"spec":{"cancelRequest":true}}')
+    wait_request_status(cluster, PLURAL, "gpu-bound", namespace, "CANCELLED", timeout=60)

@@ -146,6 +146,21 @@ def test_retrying_between_crashes():
     assert "retrying" in observation.message
 
 
+def test_pod_creation_refused_by_quota():
+    waiting = observe(job())
+    assert waiting.reason == "PodCreating"
+    events = [
+        {"reason": "SuccessfulCreate", "message": "Created pod"},
+        {"reason": "FailedCreate", "message": "old", "lastTimestamp": stamp(60)},
+        {"reason": "FailedCreate", "message": "pods \"x\" is forbidden: exceeded quota: gpus", "lastTimestamp": stamp(1)},
+    ]
+    refused = progress.pod_creation_problem(waiting, events)
+    assert refused.phase is Phase.STARTING
+    assert refused.reason == "PodCreationFailed"
+    assert "exceeded quota: gpus" in refused.message
+    assert progress.pod_creation_problem(waiting, events[:1]) is waiting
+
+
 def test_success_with_report():
     message = report(modelPerformanceValidation=[{"performanceMetric": "ACCURACY", "performanceScore": 0.9}]).to_termination_message()
     observation = observe(job([condition("Complete")]), [pod("Succeeded", terminated(0, message, reason="Completed"))])
