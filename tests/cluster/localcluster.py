@@ -421,6 +421,8 @@ class LocalCluster:
 
     def readyz(self) -> str:
         """Return the API server's /readyz body as the admin sees it, or raise ClusterError."""
+        if not self.pki.ca_cert.exists() or not self.pki.cert("admin").exists():
+            raise ClusterError(f"no cluster certificates under {self.pki.directory}; run make cluster-up")
         context = ssl.create_default_context(cafile=str(self.pki.ca_cert))
         context.load_cert_chain(str(self.pki.cert("admin")), str(self.pki.key("admin")))
         try:
