@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,12 +254,3 @@ class StatusEndpoint:
             if self.on_progress is not None:
                 self.on_progress(key)
             return
-
-
-async def run_with_endpoint(endpoint: StatusEndpoint, address: str, port: int, body: Callable[[], Awaitable[None]]) -> None:
-    """Run ``body`` while the endpoint serves, and stop the endpoint afterwards."""
-    await endpoint.start(address, port)
-    try:
-        await body()
-    finally:
-        await endpoint.stop()
