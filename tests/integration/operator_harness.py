@@ -5,7 +5,7 @@ local webhook server registered by URL, and the status endpoint on free loopback
 Trainer Pods run on the same machine (the node agent runs them as local processes), so
 they reach the endpoint at ``http://127.0.0.1:<port>``. The fixture stops the operator and
 removes the webhook configurations it registered, so later tests without an operator
-are not blocked by a webhook that no longer answers.
+are not blocked by a webhook that no longer responds.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def test_decide_names_each_denial():
     assert "configmaps/extra" in decision.denials[1]
 
 
-def test_decide_fails_closed_on_missing_result_or_denied_flag():
+def test_decide_fails_closed():
     checks = authz.required_checks("MLTrainingRequest", "team-a", training_request()["spec"], ALICE)
     assert not authz.decide(checks, [None] * len(checks)).allowed
     assert not authz.decide(checks, [{"status": {"allowed": True, "denied": True}}] * len(checks)).allowed

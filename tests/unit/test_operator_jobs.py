@@ -255,7 +255,7 @@ def test_data_and_output_volumes():
     assert volumes[output["name"]]["persistentVolumeClaim"] == {"claimName": "models-out", "readOnly": False}
 
 
-def test_same_claim_for_data_and_output_gets_two_mounts():
+def test_shared_claim_mounted_twice():
     plan = build(training_request(), model={})
     mounts = {mount["mountPath"]: mount for mount in container(plan)["volumeMounts"]}
     assert mounts["/data/pvc/datasets"]["readOnly"] is True

@@ -77,7 +77,7 @@ def test_not_yet_scheduled_pod_is_pending():
     assert observe(job(), [pod("Pending")]).phase is Phase.PENDING_SCHEDULING
 
 
-def test_scheduled_pod_is_starting_and_running_pod_is_running():
+def test_scheduled_then_running_pod():
     scheduled = condition("PodScheduled")
     assert observe(job(), [pod("Pending", {"waiting": {"reason": "ContainerCreating"}}, conditions=[scheduled])]).phase is Phase.STARTING
     assert observe(job(), [pod("Running", {"running": {"startedAt": stamp()}}, conditions=[scheduled])]).phase is Phase.RUNNING
