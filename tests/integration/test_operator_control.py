@@ -139,3 +139,30 @@ def test_apiserver_restart_mid_run(cluster, namespace, operator):
     assert condition(final, "Succeeded")["status"] == "True"
     assert len(list_jobs(cluster, namespace)) == 1
     assert final["report"]["mLModelGeneratedRef"]["name"] == "weathered-model"
+
+
+def test_kueue_queue_waits_for_admission(cluster, namespace, operator):
+    # No Kueue runs in the test cluster, so the Job stays suspended: the request must say so,
+    # and the operator must leave the Job's suspend field to Kueue.
+    prepare_namespace(cluster, namespace)
+    trainer = {"image": "aiml.mns.io/standin-trainer:test", "gpus": 1, "queueName": "gpu-queue"}
+    apply(cluster, fine_tuning_request(namespace, "queued", trainer=trainer), user="alice")
+
+    def waiting():
+        status = request_status(cluster, PLURAL, "queued", namespace)
+        progress = (status.get("process") or {}).get("progressStatus") or {}
+        return status if progress.get("progressStateInfo") == "WAITING_FOR_ADMISSION" else None
+
+    status = wait_for(waiting, timeout=60, message="WAITING_FOR_ADMISSION")
+    assert status["requestStatus"] == "IN_PROGRESS"
+    assert status["process"]["progressStatus"]["status"] == "WAITING"
+    assert condition(status, "Admitted")["status"] == "False"
+    assert "gpu-queue" in condition(status, "Admitted")["message"]
+    job = list_jobs(cluster, namespace)[0]
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+
+    patch_spec(cluster, namespace, "queued", suspendRequest=True)
+    suspended = wait_request_status(cluster, PLURAL, "queued", namespace, "SUSPENDED", timeout=60)
+    assert condition(suspended, "Suspended")["status"] == "True"
+    assert list_jobs(cluster, namespace) == []
