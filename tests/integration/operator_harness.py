@@ -52,6 +52,7 @@ class OperatorProcess:
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    command: list[str] = field(default_factory=lambda: [str(REPO_ROOT / ".venv" / "bin" / "aiml-operator")])
 
     @property
     def status_url(self) -> str:
@@ -67,7 +68,7 @@ class OperatorProcess:
         log.write(f"\n===== operator start {self.starts} =====\n".encode())
         log.flush()
         self.process = subprocess.Popen(
-            [str(REPO_ROOT / ".venv" / "bin" / "aiml-operator")],
+            self.command,
             env={**os.environ, **self.environment, **self.extra_env},
             stdout=log,
             stderr=subprocess.STDOUT,
