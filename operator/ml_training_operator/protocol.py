@@ -208,7 +208,13 @@ class OutputConfig(WireModel):
 
 
 class ProgressConfig(WireModel):
-    endpoint: str | None = Field(default=None, description="URL the trainer POSTs progress events to; unset: stdout only.")
+    endpoint: str | None = Field(
+        default=None,
+        description=(
+            "Base URL of the operator's status endpoint. The trainer POSTs progress events to "
+            "<endpoint>/v1alpha1/namespaces/<namespace>/<plural>/<name>/progress. Unset: stdout only."
+        ),
+    )
     tokenPath: str | None = Field(default=None, description="Projected ServiceAccount token sent as a Bearer token.")
     caFile: str | None = Field(default=None, description="CA bundle that signs the endpoint's certificate.")
     minIntervalSeconds: float = Field(default=2.0, ge=0)

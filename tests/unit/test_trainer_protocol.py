@@ -10,6 +10,7 @@ import time
 
 import pytest
 from ml_training_operator.protocol import (
+    ProgressConfig,
     MAX_TERMINATION_MESSAGE_BYTES,
     Outcome,
     Phase,
@@ -19,7 +20,7 @@ from ml_training_operator.protocol import (
 )
 
 from aiml_trainer.cli import main
-from aiml_trainer.progress import ProgressReporter
+from aiml_trainer.progress import ProgressReporter, progress_url
 from aiml_trainer.report import FullReport
 from tests.integration.trainer_support import config_document, write_config
 
@@ -79,6 +80,13 @@ def reporter_config(tmp_path, endpoint: str) -> TrainerConfig:
     document = config_document(tmp_path, request={"kind": "MLFineTuningRequest", "namespace": "team-a", "name": "topics"},
                                progress={"endpoint": endpoint, "tokenPath": str(token), "minIntervalSeconds": 60})
     return TrainerConfig.model_validate(document)
+
+
+def test_progress_endpoint_is_base_url(tmp_path):
+    config = reporter_config(tmp_path, "http://127.0.0.1:8080/")
+    suffix = "/v1alpha1/namespaces/<namespace>/<plural>/<name>/progress"
+    assert suffix in ProgressConfig.model_fields["endpoint"].description
+    assert progress_url(config) == "http://127.0.0.1:8080/v1alpha1/namespaces/team-a/mlfinetuningrequests/topics/progress"
 
 
 def test_progress_posts_with_bearer_token(tmp_path, progress_server):
