@@ -11,7 +11,7 @@ sets it per image tag):
 
 - ``succeed`` (default): runs ``hyperparameters.epochs`` epochs and reports success;
 - ``config-error``: rejects its configuration and exits with code 78;
-- ``crash``: prints a traceback and exits with code 1, leaving no termination message;
+- ``crash``: prints 60 log lines and a traceback and exits with code 1, leaving no termination message;
 - ``slow``: like ``succeed`` with ten times more steps, for suspend and cancel tests;
 - ``empty-adapter``: reports success but zero trained tensors.
 
@@ -142,6 +142,10 @@ def run(config: protocol.TrainerConfig, behaviour: str, step_seconds: float) -> 
 
     for step in range(first_step, total_steps):
         if behaviour == "crash" and step == first_step + 2:
+            # A real trainer logs much more than the status may carry before it dies, so the
+            # operator must cut the log to its tail.
+            for line in range(60):
+                print(f"stand-in: debug line {line} before the crash", file=sys.stderr)
             raise RuntimeError("stand-in trainer crashed on purpose (AIML_STANDIN_BEHAVIOUR=crash)")
         if _stop_requested:
             save_checkpoint(checkpoint_dir, step)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from ml_training_operator import progress
 
 from tests.conftest import wait_for
 from tests.integration.operator_harness import (  # noqa: F401  (fixtures)
@@ -56,6 +57,15 @@ def test_crash_retried_then_reported_with_log_tail(cluster, namespace, operator)
     assert "RuntimeError: stand-in trainer crashed on purpose" in failed["message"]
     assert "Traceback" in failed["message"]
     assert "backoffLimit 1" in failed["message"]
+
+    # The termination message is empty, so the kubelet's FallbackToLogsOnError gives the log's
+    # end, and the status keeps only its bounded tail: the traceback, not the first log lines.
+    result = status["process"]["progressStatus"]["resultStateInfo"]
+    assert result.startswith("Crash: ")
+    assert "Traceback (most recent call last):" in result
+    assert "RuntimeError: stand-in trainer crashed on purpose" in result
+    assert "debug line 0 before the crash" not in result
+    assert len(result) <= progress.LOG_TAIL_CHARACTERS + 200
     jobs = list_jobs(cluster, namespace)
     assert len(jobs) == 1
     assert jobs[0]["status"].get("failed") == 2
