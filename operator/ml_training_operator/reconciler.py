@@ -51,6 +51,9 @@ class Context:
     kube: Kube
     settings: Settings
     wakeups: Wakeups = field(default_factory=lambda: Wakeups())
+    # Consecutive rejected Job creations per request, for the retry backoff. Kept in memory,
+    # so an operator restart starts the backoff again from its first delay.
+    create_failures: dict[RequestKey, int] = field(default_factory=dict)
 
 
 RequestKey = tuple[str, str, str]
@@ -138,6 +141,10 @@ class RequestState:
     def uses_queue(self) -> bool:
         return bool((self.spec.get("trainer") or {}).get("queueName") or self.default_queue)
 
+    @property
+    def key(self) -> RequestKey:
+        return (self.kind.plural, self.namespace, self.name)
+
     def job_name(self, attempt: int | None = None) -> str:
         return jobs.job_name(self.kind.kind, self.namespace, self.name, self.uid, attempt or self.attempt)
 
@@ -212,6 +219,7 @@ async def reconcile(
     try:
         body = await ctx.kube.get_or_none(ctx.kube.custom_path(namespace, kind.plural, name))
         if body is None or body["metadata"].get("deletionTimestamp"):
+            ctx.create_failures.pop((kind.plural, namespace, name), None)
             return None
         body.setdefault("kind", kind.kind)
         body.setdefault("apiVersion", names.API_VERSION)
@@ -243,15 +251,29 @@ async def _reconcile(ctx: Context, state: RequestState, logger: logging.Logger |
     if job is None:
         job = await _authorize_and_create(ctx, state, logger)
         if job is None:
-            return _retry_delay(ctx, state)
+            return _retry_delay(ctx, state, logger)
+    ctx.create_failures.pop(state.key, None)
     return await _follow(ctx, state, job, logger)
 
 
-def _retry_delay(ctx: Context, state: RequestState) -> float:
+def backoff_delay(failures: int, first: float, cap: float) -> float:
+    """Return the delay after ``failures`` consecutive failures: first, 2 * first, 4 * first, ..., at most cap."""
+    exponent = min(max(failures - 1, 0), 32)
+    return min(cap, first * 2**exponent)
+
+
+def _retry_delay(ctx: Context, state: RequestState, logger: Any) -> float:
     phase = progress.phase_of(state.status)
     if phase is Phase.UNAUTHORIZED or phase is Phase.NOT_STARTED:
         return ctx.settings.authorization_retry_seconds
-    return ctx.settings.api_retry_seconds
+    failures = ctx.create_failures.get(state.key, 0) + 1
+    ctx.create_failures[state.key] = failures
+    delay = backoff_delay(failures, ctx.settings.api_retry_seconds, ctx.settings.api_retry_max_seconds)
+    logger.info(
+        f"retrying the Job creation in {delay:g}s after {failures} rejection(s)",
+        extra={"decision": "retry-create", "failures": failures, "delay_seconds": delay},
+    )
+    return delay
 
 
 async def _cancel(ctx: Context, state: RequestState, job: dict[str, Any] | None, logger: Any) -> float:

@@ -89,7 +89,10 @@ class Settings(BaseModel):
     progress_patch_interval_seconds: float = Field(default=2.0, gt=0)
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
     authorization_retry_seconds: float = Field(default=30.0, gt=0)
-    api_retry_seconds: float = Field(default=10.0, gt=0)
+    api_retry_seconds: float = Field(
+        default=10.0, gt=0, description="First delay before retrying a Job creation the API server rejected; it doubles on each rejection."
+    )
+    api_retry_max_seconds: float = Field(default=300.0, gt=0, description="Cap of the doubling Job creation retry delay.")
     unschedulable_timeout_seconds: int = Field(default=300, ge=0)
     ttl_seconds_after_finished: int | None = Field(default=86400, ge=0)
     termination_grace_period_seconds: int = Field(default=60, ge=1)

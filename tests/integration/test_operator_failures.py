@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from ml_training_operator import progress
@@ -115,6 +116,12 @@ def quota(cluster, namespace, name, hard):
     )
 
 
+def creation_retry_delays(operator):
+    """Return the delays of the operator's Job creation retries, in log order."""
+    text = operator.log_path.read_text(errors="replace")
+    return [float(delay) for delay in re.findall(r"retrying the Job creation in ([0-9.]+)s", text)]
+
+
 def test_job_creation_refused_then_retried(cluster, namespace, operator):
     prepare_namespace(cluster, namespace)
     quota(cluster, namespace, "no-jobs", {"count/jobs.batch": "0"})
@@ -130,6 +137,11 @@ def test_job_creation_refused_then_retried(cluster, namespace, operator):
     assert "exceeded quota" in job_created["message"]
     assert status["requestStatus"] == "NOT_STARTED"
     assert condition(status, "Authorized")["status"] == "True"
+
+    # The operator retries with a doubling delay (AIML_API_RETRY_SECONDS is 2 in the tests).
+    delays = wait_for(lambda: creation_retry_delays(operator) if len(creation_retry_delays(operator)) >= 3 else None,
+                      timeout=60, message="three Job creation retries in the operator log")
+    assert delays[:3] == [2.0, 4.0, 8.0]
 
     cluster.kubectl("delete", "resourcequota", "no-jobs", "-n", namespace)
     final = wait_request_status(cluster, PLURAL, "quota-bound", namespace, "FINISHED", timeout=120)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from ml_training_operator import names, protocol
+from ml_training_operator import names, progress, protocol
 from ml_training_operator.__main__ import QuietWatchersFilter
-from ml_training_operator.reconciler import RequestState, _missing_job_conditions, output_model_body
+from ml_training_operator.reconciler import Context, RequestState, _missing_job_conditions, _retry_delay, backoff_delay, output_model_body
+from ml_training_operator.settings import Settings
 from tests.unit.operator_fixtures import fine_tuning_request, training_request
 
 
@@ -59,3 +60,37 @@ def test_watcher_success_lines_filtered():
     quiet = QuietWatchersFilter()
     assert not quiet.filter(logging.LogRecord("kopf.objects", logging.INFO, "", 0, "Handler 'pod_changed' succeeded.", None, None))
     assert quiet.filter(logging.LogRecord("kopf.objects", logging.ERROR, "", 0, "Handler 'pod_changed' failed.", None, None))
+
+
+def test_backoff_delay_doubles_to_cap():
+    delays = [backoff_delay(failures, 2.0, 30.0) for failures in range(1, 8)]
+    assert delays == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+    assert backoff_delay(0, 2.0, 30.0) == 2.0
+    assert backoff_delay(10_000, 2.0, 30.0) == 30.0
+
+
+def test_rejected_job_creation_backs_off():
+    context = Context(kube=None, settings=Settings(api_retry_seconds=2, api_retry_max_seconds=20))
+    request = fine_tuning_request()
+    request["status"] = progress.apply_transition(
+        None, progress.Transition(progress.Phase.JOB_CREATE_FAILED, "Forbidden", "exceeded quota"), 1, progress.parse_time("2030-01-01T00:00:00Z")
+    )
+    state = RequestState(request, names.FINE_TUNING_REQUEST)
+    logger = logging.getLogger("test")
+
+    delays = [_retry_delay(context, state, logger) for _ in range(6)]
+    assert delays == [2.0, 4.0, 8.0, 16.0, 20.0, 20.0]
+
+    other = RequestState(fine_tuning_request() | {"status": request["status"]}, names.FINE_TUNING_REQUEST)
+    other.body["metadata"]["name"] = "other"
+    assert _retry_delay(context, other, logger) == 2.0
+
+
+def test_authorization_retry_does_not_back_off():
+    context = Context(kube=None, settings=Settings(authorization_retry_seconds=3, api_retry_seconds=2))
+    request = fine_tuning_request()
+    request["status"] = progress.apply_transition(
+        None, progress.Transition(progress.Phase.UNAUTHORIZED, "Forbidden", "denied"), 1, progress.parse_time("2030-01-01T00:00:00Z")
+    )
+    state = RequestState(request, names.FINE_TUNING_REQUEST)
+    assert [_retry_delay(context, state, logging.getLogger("test")) for _ in range(3)] == [3.0, 3.0, 3.0]
