@@ -41,6 +41,8 @@ DELETION_POLL_SECONDS = 1.0
 # Failures the Job controller never ends by itself: the operator deletes such a Job.
 STUCK_REASONS = frozenset({progress.FailureReason.IMAGE_PULL_FAILED.value, progress.FailureReason.UNSCHEDULABLE.value})
 WARNING_PHASES = frozenset({Phase.FAILED, Phase.UNAUTHORIZED, Phase.JOB_CREATE_FAILED})
+# Reason of a denied SubjectAccessReview, on the Authorized condition and, after the grace period, on Failed.
+FORBIDDEN = "Forbidden"
 _VALID_ARTIFACT_FORMATS = ("HF_TRANSFORMERS", "PEFT_ADAPTER", "SAFETENSORS", "TORCH_STATE_DICT")
 
 
@@ -231,9 +233,14 @@ async def reconcile(
 async def _reconcile(ctx: Context, state: RequestState, logger: logging.Logger | logging.LoggerAdapter) -> float:
     phase = progress.phase_of(state.status)
     if phase in progress.TERMINAL_PHASES:
-        if state.status.get("observedGeneration") != state.generation:
+        if state.status.get("observedGeneration") == state.generation:
+            return IDLE_SECONDS
+        if not failed_as_forbidden(state.status):
             await write_status(ctx, state, {**state.status, "observedGeneration": state.generation}, logger)
-        return IDLE_SECONDS
+            return IDLE_SECONDS
+        # A new generation may name another model or consumer, or follow a new RoleBinding.
+        await _reevaluate_authorization(ctx, state, logger)
+        phase = progress.phase_of(state.status)
     if phase is None:
         await transition(ctx, state, Transition(Phase.NOT_STARTED, "Accepted", "the request was accepted"), logger)
 
@@ -264,7 +271,12 @@ def backoff_delay(failures: int, first: float, cap: float) -> float:
 
 def _retry_delay(ctx: Context, state: RequestState, logger: Any) -> float:
     phase = progress.phase_of(state.status)
-    if phase is Phase.UNAUTHORIZED or phase is Phase.NOT_STARTED:
+    if phase is Phase.UNAUTHORIZED:
+        # Check again when the grace period ends, so the request fails on time.
+        now = utcnow()
+        remaining = ctx.settings.authorization_grace_seconds - (now - denied_since(state.status, now)).total_seconds()
+        return max(1.0, min(ctx.settings.authorization_retry_seconds, remaining))
+    if phase is Phase.NOT_STARTED:
         return ctx.settings.authorization_retry_seconds
     failures = ctx.create_failures.get(state.key, 0) + 1
     ctx.create_failures[state.key] = failures
@@ -354,10 +366,7 @@ async def _authorize_and_create(ctx: Context, state: RequestState, logger: Any) 
 
     decision = await authorize(ctx, state, model)
     if not decision.allowed:
-        await transition(
-            ctx, state, Transition(Phase.UNAUTHORIZED, "Forbidden", decision.message), logger,
-            extra_conditions={"Authorized": (False, "Forbidden", decision.message)},
-        )
+        await _deny(ctx, state, decision.message, logger)
         return None
     authorized = {"Authorized": (True, "Allowed", decision.message)}
     await _set_conditions(ctx, state, authorized, logger)
@@ -402,6 +411,54 @@ async def _authorize_and_create(ctx: Context, state: RequestState, logger: Any) 
         extra_conditions={**authorized, "JobCreated": (True, reason, f"Job {plan.job_name} for attempt {state.attempt}")},
     )
     return job
+
+
+def denied_since(status: Mapping[str, Any] | None, now: datetime) -> datetime:
+    """Return when the consumer was first denied in a row: the Authorized=False transition, else now."""
+    authorized = progress.get_condition(status, "Authorized") or {}
+    if authorized.get("status") != "False":
+        return now
+    return progress.parse_time(authorized.get("lastTransitionTime")) or now
+
+
+def failed_as_forbidden(status: Mapping[str, Any] | None) -> bool:
+    """Tell whether a request ended because its consumer stayed unauthorized past the grace period."""
+    failed = progress.get_condition(status, "Failed") or {}
+    authorized = progress.get_condition(status, "Authorized") or {}
+    return failed.get("status") == "True" and failed.get("reason") == FORBIDDEN and authorized.get("status") == "False"
+
+
+async def _deny(ctx: Context, state: RequestState, message: str, logger: Any) -> None:
+    """Record a denial, and end the request with reason Forbidden once the grace period has passed."""
+    denied = {"Authorized": (False, FORBIDDEN, message)}
+    grace = ctx.settings.authorization_grace_seconds
+    now = utcnow()
+    waited = (now - denied_since(state.status, now)).total_seconds()
+    if waited < grace:
+        await transition(ctx, state, Transition(Phase.UNAUTHORIZED, FORBIDDEN, message), logger, extra_conditions=denied)
+        return
+    final = (
+        f"{message}. The consumer was still denied after the {grace}s authorization grace period, so the request failed. "
+        "Grant the permission, then change the spec to check again"
+    )
+    await transition(ctx, state, Transition(Phase.FAILED, FORBIDDEN, final), logger, extra_conditions=denied)
+
+
+async def _reevaluate_authorization(ctx: Context, state: RequestState, logger: Any) -> None:
+    """Reopen a request that failed as Forbidden after a spec change, with a fresh grace period."""
+    now = utcnow()
+    message = "the spec changed, so the operator checks the consumer's authorization again"
+    new_status = progress.apply_transition(
+        state.status, Transition(Phase.NOT_STARTED, "SpecChanged", message), state.generation, now, state.uses_queue
+    )
+    new_status["process"].pop("endTime", None)
+    # Authorized goes to Unknown, so a new denial starts its grace period from a new lastTransitionTime.
+    for condition_type in ("Authorized", "Failed", "Succeeded"):
+        value = None if condition_type == "Authorized" else False
+        new_status["conditions"] = progress.set_condition(
+            new_status["conditions"], condition_type, value, "SpecChanged", message, state.generation, now
+        )
+    await write_status(ctx, state, new_status, logger)
 
 
 async def list_job_pods(ctx: Context, namespace: str, job: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -89,6 +89,14 @@ class Settings(BaseModel):
     progress_patch_interval_seconds: float = Field(default=2.0, gt=0)
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
     authorization_retry_seconds: float = Field(default=30.0, gt=0)
+    authorization_grace_seconds: int = Field(
+        default=300,
+        ge=0,
+        description=(
+            "Seconds a denied request keeps being checked again before it fails with reason Forbidden. "
+            "GitOps tools apply a RoleBinding and a request in one sync, in no fixed order."
+        ),
+    )
     api_retry_seconds: float = Field(
         default=10.0, gt=0, description="First delay before retrying a Job creation the API server rejected; it doubles on each rejection."
     )

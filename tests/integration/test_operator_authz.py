@@ -166,3 +166,56 @@ def test_output_model_of_other_request_is_protected(cluster, namespace, operator
     result = apply(cluster, body, user="alice", check=False)
     assert result.returncode != 0
     assert "already exists and was produced by MLFineTuningRequest" in result.stderr
+
+
+def test_denial_fails_after_grace_period(cluster, namespace, operator):
+    # A short grace period; a new spec generation after the failure checks the consumer again.
+    operator.extra_env["AIML_AUTHORIZATION_GRACE_SECONDS"] = "6"
+    operator.restart()
+    prepare_namespace(cluster, namespace, finetune=False)
+    apply(cluster, fine_tuning_request(namespace, "never-bound"), user="alice")
+
+    def waiting():
+        status = request_status(cluster, PLURAL, "never-bound", namespace)
+        progress = (status.get("process") or {}).get("progressStatus") or {}
+        return status if progress.get("progressStateInfo") == "WAITING_FOR_AUTHORIZATION" else None
+
+    waiting_status = wait_for(waiting, timeout=60, message="WAITING_FOR_AUTHORIZATION")
+    assert waiting_status["requestStatus"] == "NOT_STARTED"
+
+    final = wait_request_status(cluster, PLURAL, "never-bound", namespace, "FINISHED", timeout=60)
+    progress = final["process"]["progressStatus"]
+    assert progress["status"] == "FAILED"
+    assert progress["resultStateInfo"].startswith("Forbidden: user 'alice' may not finetune")
+    assert "6s authorization grace period" in progress["resultStateInfo"]
+    assert condition(final, "Failed")["status"] == "True"
+    assert condition(final, "Failed")["reason"] == "Forbidden"
+    assert condition(final, "Authorized")["status"] == "False"
+    assert condition(final, "Authorized")["reason"] == "Forbidden"
+    assert final["process"]["endTime"]
+    assert list_jobs(cluster, namespace) == []
+    warnings = [event for event in events_for(cluster, namespace, "never-bound") if event["type"] == "Warning"]
+    assert any(event["reason"] == "Forbidden" and event["message"].startswith("FAILED: ") for event in warnings), warnings
+
+    # The failure is terminal: a RoleBinding alone does not restart the request.
+    grant(cluster, namespace, "alice", FINETUNE_RULES, name="alice-finetune")
+    pause(4)
+    unchanged = request_status(cluster, PLURAL, "never-bound", namespace)
+    assert unchanged["process"]["progressStatus"]["status"] == "FAILED"
+    assert list_jobs(cluster, namespace) == []
+
+    cluster.kubectl(
+        "patch", PLURAL, "never-bound", "-n", namespace, "--type=merge",
+        "-p", json.dumps({"spec": {"trainer": {"hyperparameters": {"epochs": 1}}}}), user="alice",
+    )
+
+    def succeeded():
+        status = request_status(cluster, PLURAL, "never-bound", namespace)
+        return status if condition(status, "Succeeded").get("status") == "True" else None
+
+    recovered = wait_for(succeeded, timeout=120, message="Succeeded after the spec change")
+    assert recovered["requestStatus"] == "FINISHED"
+    assert recovered["process"]["progressStatus"]["status"] == "FINISHED"
+    assert condition(recovered, "Authorized")["status"] == "True"
+    assert condition(recovered, "Failed")["status"] == "False"
+    assert len(list_jobs(cluster, namespace)) == 1

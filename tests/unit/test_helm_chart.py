@@ -77,6 +77,7 @@ def test_default_deployment(helm):
     assert env["AIML_WEBHOOK_SERVICE_NAMESPACE"] == "aiml-system"
     assert env["AIML_PROGRESS_ENDPOINT_URL"] == "http://aiml-training-operator.aiml-system.svc:8080"
     assert env["AIML_WEBHOOK_CONFIGURATION_NAME"] == ""
+    assert env["AIML_AUTHORIZATION_GRACE_SECONDS"] == "300"
     assert "AIML_DEFAULT_QUEUE_NAME" not in env
 
 
@@ -171,7 +172,7 @@ def test_operator_role_least_privilege(helm):
 
 
 def test_schema_rejects_bad_values(helm):
-    for value in ("operator.replicas=2", "trainer.pullPolicy=Sometimes", "webhook.url=http://insecure"):
+    for value in ("operator.replicas=2", "trainer.pullPolicy=Sometimes", "webhook.url=http://insecure", "operator.authorizationGraceSeconds=-1"):
         result = subprocess.run(
             [helm, "template", "aiml", str(CHART), "--set", value], capture_output=True, text=True
         )
@@ -183,3 +184,8 @@ def test_argocd_health_check_shipped():
     script = (CHART / "files" / "argocd-health.lua").read_text()
     assert 'hs.status = "Degraded"' in script
     assert "observedGeneration" in script
+
+
+def test_authorization_grace_value(helm):
+    deployment = find(render(helm, "operator.authorizationGraceSeconds=45"), "Deployment")[0]
+    assert env_of(deployment)["AIML_AUTHORIZATION_GRACE_SECONDS"] == "45"

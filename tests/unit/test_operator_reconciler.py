@@ -1,12 +1,22 @@
-"""Pure parts of the reconciler: the output MLModel and repaired conditions."""
+"""Pure parts of the reconciler: the output MLModel, repaired conditions, retry delays, the authorization grace period."""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta, timezone
 
 from ml_training_operator import names, progress, protocol
 from ml_training_operator.__main__ import QuietWatchersFilter
-from ml_training_operator.reconciler import Context, RequestState, _missing_job_conditions, _retry_delay, backoff_delay, output_model_body
+from ml_training_operator.reconciler import (
+    Context,
+    RequestState,
+    _missing_job_conditions,
+    _retry_delay,
+    backoff_delay,
+    denied_since,
+    failed_as_forbidden,
+    output_model_body,
+)
 from ml_training_operator.settings import Settings
 from tests.unit.operator_fixtures import fine_tuning_request, training_request
 
@@ -86,11 +96,35 @@ def test_rejected_job_creation_backs_off():
     assert _retry_delay(context, other, logger) == 2.0
 
 
-def test_authorization_retry_does_not_back_off():
-    context = Context(kube=None, settings=Settings(authorization_retry_seconds=3, api_retry_seconds=2))
+def denied_status(since: datetime, phase=progress.Phase.UNAUTHORIZED):
+    status = progress.apply_transition(None, progress.Transition(phase, "Forbidden", "denied"), 1, since)
+    status["conditions"] = progress.set_condition(status["conditions"], "Authorized", False, "Forbidden", "denied", 1, since)
+    return status
+
+
+def test_authorization_retry_ends_with_grace_period():
+    context = Context(kube=None, settings=Settings(authorization_retry_seconds=30, authorization_grace_seconds=300))
     request = fine_tuning_request()
-    request["status"] = progress.apply_transition(
-        None, progress.Transition(progress.Phase.UNAUTHORIZED, "Forbidden", "denied"), 1, progress.parse_time("2030-01-01T00:00:00Z")
-    )
+    request["status"] = denied_status(datetime.now(timezone.utc))
     state = RequestState(request, names.FINE_TUNING_REQUEST)
-    assert [_retry_delay(context, state, logging.getLogger("test")) for _ in range(3)] == [3.0, 3.0, 3.0]
+    logger = logging.getLogger("test")
+    assert [_retry_delay(context, state, logger) for _ in range(3)] == [30.0, 30.0, 30.0]
+
+    request["status"] = denied_status(datetime.now(timezone.utc) - timedelta(seconds=290))
+    assert 1.0 <= _retry_delay(context, state, logger) <= 11.0
+    request["status"] = denied_status(datetime.now(timezone.utc) - timedelta(seconds=400))
+    assert _retry_delay(context, state, logger) == 1.0
+
+
+def test_denial_start_and_forbidden_failure():
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    earlier = now - timedelta(minutes=3)
+    assert denied_since(None, now) == now
+    assert denied_since(denied_status(earlier), now) == earlier
+    allowed = {"conditions": progress.set_condition([], "Authorized", True, "Allowed", "ok", 1, earlier)}
+    assert denied_since(allowed, now) == now
+
+    assert not failed_as_forbidden(denied_status(earlier))
+    assert failed_as_forbidden(denied_status(earlier, progress.Phase.FAILED))
+    crashed = progress.apply_transition(None, progress.Transition(progress.Phase.FAILED, "Crash", "exit 1"), 1, now)
+    assert not failed_as_forbidden(crashed)
