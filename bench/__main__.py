@@ -48,6 +48,9 @@ def operator_rows(figures: dict[str, Any]) -> list[list[str]]:
     ]
     for name, scenario in figures["scenarios"].items():
         prefix = f"{name}: "
+        if "error" in scenario:
+            rows.append([prefix + "failed", scenario["error"][:100], "", ""])
+            continue
         rows.append(latency_row(prefix + "create call (with admission webhooks)", scenario["create_call_seconds"], "Job create"))
         rows.append(latency_row(prefix + "created -> Job exists", scenario["create_to_job_seconds"], "Job create"))
         rows.append(latency_row(prefix + "Job Complete -> FINISHED", scenario["job_complete_to_finished_seconds"], "status patch"))

@@ -122,7 +122,7 @@ def run(quick: bool) -> dict[str, Any]:
     import torch
 
     max_rows = 160 if quick else None
-    checkpoint_interval = 1 if quick else 3
+    checkpoint_interval = 1 if quick else 5
     methods: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="aiml-bench-trainer-") as scratch:
         for method in METHODS:
