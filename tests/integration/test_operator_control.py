@@ -10,6 +10,7 @@ from tests.conftest import wait_for
 from tests.integration.operator_harness import (  # noqa: F401  (fixtures)
     apply,
     condition,
+    pause,
     crds,
     fine_tuning_request,
     get,
@@ -166,3 +167,65 @@ def test_kueue_queue_waits_for_admission(cluster, namespace, operator):
     suspended = wait_request_status(cluster, PLURAL, "queued", namespace, "SUSPENDED", timeout=60)
     assert condition(suspended, "Suspended")["status"] == "True"
     assert list_jobs(cluster, namespace) == []
+
+
+def admit_as_kueue(cluster, namespace, job_name):
+    """Admit a Job the way Kueue's admission does, by setting spec.suspend to false (no Kueue runs here)."""
+    cluster.kubectl(
+        "patch", "job", job_name, "-n", namespace, "--type=merge", "-p", '{"spec":{"suspend":false}}',
+        f"--field-manager={KUEUE_STAND_IN}",
+    )
+
+
+KUEUE_STAND_IN = "kueue-admission-stand-in"
+
+
+def suspend_writers(cluster, namespace, job_name):
+    """Return (manager, operation) of each managedFields entry of the Job that sets spec.suspend."""
+    job = json.loads(cluster.kubectl("get", "job", job_name, "-n", namespace, "-o", "json", "--show-managed-fields").stdout)
+    return {
+        (entry["manager"], entry["operation"])
+        for entry in job["metadata"].get("managedFields") or []
+        if "f:suspend" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    }
+
+
+def test_kueue_admission_starts_the_run(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    trainer = {"image": SLOW, "gpus": 1, "queueName": "gpu-queue"}
+    apply(cluster, fine_tuning_request(namespace, "admitted", trainer=trainer), user="alice")
+
+    def waiting():
+        status = request_status(cluster, PLURAL, "admitted", namespace)
+        progress = (status.get("process") or {}).get("progressStatus") or {}
+        return status if progress.get("progressStateInfo") == "WAITING_FOR_ADMISSION" else None
+
+    status = wait_for(waiting, timeout=60, message="WAITING_FOR_ADMISSION")
+    assert condition(status, "Admitted")["status"] == "False"
+    assert condition(status, "Running")["status"] == "False"
+    pause(3)
+    (job,) = list_jobs(cluster, namespace)
+    assert job["spec"]["suspend"] is True
+    # The operator's create request is the only writer so far (the API server records it as an Update).
+    assert len(suspend_writers(cluster, namespace, job["metadata"]["name"])) == 1
+
+    admit_as_kueue(cluster, namespace, job["metadata"]["name"])
+
+    def training():
+        current = request_status(cluster, PLURAL, "admitted", namespace)
+        progress = (current.get("process") or {}).get("progressStatus") or {}
+        return current if progress.get("progressStateInfo") == "TRAINING" else None
+
+    running = wait_for(training, timeout=90, message="TRAINING after admission")
+    assert running["requestStatus"] == "IN_PROGRESS"
+    assert running["process"]["progressStatus"]["status"] == "RUNNING"
+    assert condition(running, "Admitted")["status"] == "True"
+    assert condition(running, "Running")["status"] == "True"
+
+    final = wait_request_status(cluster, PLURAL, "admitted", namespace, "FINISHED", timeout=180)
+    assert condition(final, "Succeeded")["status"] == "True"
+    (job,) = list_jobs(cluster, namespace)
+    assert job["spec"]["suspend"] is False
+    # Admission moved the ownership of spec.suspend to the Kueue stand-in. Any later write by
+    # the operator would have taken it back.
+    assert suspend_writers(cluster, namespace, job["metadata"]["name"]) == {(KUEUE_STAND_IN, "Update")}
