@@ -63,6 +63,9 @@ class ClusterHandle:
     def restart_apiserver(self) -> None:
         self.local.restart_apiserver()
 
+    def restart_apiserver_with_compaction(self) -> int:
+        return self.local.restart_apiserver_with_compaction()
+
     @property
     def binary_dir(self) -> Path:
         return self.local.bin_dir

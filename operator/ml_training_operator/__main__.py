@@ -28,6 +28,32 @@ class QuietWatchersFilter(logging.Filter):
         return record.getMessage() not in _QUIET_HANDLERS
 
 
+# Kopf (1.45) logs at DEBUG that a watch ended with 410 Gone (its resourceVersion was
+# compacted away) and that it lists the resource again. That is the only sign that events
+# between the two may have been missed, so the operator logs it at INFO.
+KOPF_WATCH_LOGGER = "kopf._cogs.clients.watching"
+_WATCH_RESTART_PREFIX = "Restarting the watch-stream for "
+
+
+class WatchRestartFilter(logging.Filter):
+    """Raises Kopf's watch restart lines after 410 Gone to INFO and drops its other DEBUG lines."""
+
+    def __init__(self, keep_debug: bool) -> None:
+        super().__init__()
+        self.keep_debug = keep_debug
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG:
+            return True
+        message = record.getMessage()
+        if message.startswith(_WATCH_RESTART_PREFIX):
+            record.msg = f"watch expired (410 Gone), listing again: {message[len(_WATCH_RESTART_PREFIX):]}"
+            record.args = ()
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return True
+        return self.keep_debug
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(os.environ)
@@ -40,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(settings.log_level)
     for handler in logging.getLogger().handlers:
         handler.addFilter(QuietWatchersFilter())
+    watch_logger = logging.getLogger(KOPF_WATCH_LOGGER)
+    watch_logger.setLevel(logging.DEBUG)
+    watch_logger.addFilter(WatchRestartFilter(keep_debug=settings.log_level == "DEBUG"))
 
     from . import handlers  # noqa: F401  (registers the handlers and webhooks with Kopf)
 

@@ -9,6 +9,7 @@ data, logs and process ids. ``up`` is idempotent: a healthy running cluster is l
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -415,6 +416,35 @@ class LocalCluster:
         self._stop("kube-apiserver")
         self._start_apiserver()
 
+    def restart_apiserver_with_compaction(self, writes: int = 20) -> int:
+        """Stop kube-apiserver, compact etcd's history past some new writes, and start it again.
+
+        A client that reconnects its watch with a resourceVersion from before the restart is
+        then answered 410 Gone, as happens after a long disconnection in a real cluster. The
+        writes go to keys outside the API server's ``/registry`` prefix and are deleted
+        before the compaction. Returns the compacted revision.
+        """
+        self._stop("kube-apiserver")
+        prefix = "/aiml-test/compaction/"
+        for index in range(writes):
+            self._etcd("kv/put", {"key": _base64(f"{prefix}{index}"), "value": _base64("filler")})
+        deleted = self._etcd("kv/deleterange", {"key": _base64(prefix), "range_end": _base64(prefix[:-1] + chr(ord(prefix[-1]) + 1))})
+        revision = int(deleted["header"]["revision"])
+        self._etcd("kv/compaction", {"revision": str(revision), "physical": True})
+        self._start_apiserver()
+        return revision
+
+    def _etcd(self, method: str, body: dict[str, object]) -> dict[str, object]:
+        """Call etcd's HTTP/JSON gateway on its client port (``POST /v3/<method>``)."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.ports.etcd_client}/v3/{method}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
     def component_pids(self) -> dict[str, int | None]:
         names = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "node-agent")
         return {name: self._running_pid(name) for name in names}
@@ -487,6 +517,10 @@ class LocalCluster:
                 for node in json.loads(nodes.stdout)["items"]
             }
         return summary
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 def _reap(pid: int) -> None:

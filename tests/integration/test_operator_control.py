@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -167,6 +168,41 @@ def test_kueue_queue_waits_for_admission(cluster, namespace, operator):
     suspended = wait_request_status(cluster, PLURAL, "queued", namespace, "SUSPENDED", timeout=60)
     assert condition(suspended, "Suspended")["status"] == "True"
     assert list_jobs(cluster, namespace) == []
+
+
+def watch_relists(operator):
+    return operator.log_path.read_text(errors="replace").count("watch expired (410 Gone), listing again")
+
+
+def cpu_seconds(pid):
+    """Return the user plus system CPU time of a process, from /proc/<pid>/stat."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_watch_expiry_relists_and_goes_on(cluster, namespace, operator):
+    # The operator's watches hold resourceVersions from this first request. etcd is compacted
+    # past them while kube-apiserver is down, so each watch's reconnect is answered 410 Gone.
+    prepare_namespace(cluster, namespace)
+    apply(cluster, fine_tuning_request(namespace, "before"), user="alice")
+    wait_request_status(cluster, PLURAL, "before", namespace, "FINISHED", timeout=120)
+    assert watch_relists(operator) == 0
+
+    cluster.restart_apiserver_with_compaction()
+    wait_for(lambda: watch_relists(operator) > 0, timeout=90, message="a watch restart after 410 Gone in the operator log")
+
+    apply(cluster, fine_tuning_request(namespace, "after"), user="alice")
+    final = wait_request_status(cluster, PLURAL, "after", namespace, "FINISHED", timeout=120)
+    assert condition(final, "Succeeded")["status"] == "True"
+
+    # No loop on the stale resourceVersion: the restarts stop, and the idle operator's CPU
+    # time stays low (a watch spinning on 410 Gone would use a core).
+    relists = watch_relists(operator)
+    cpu_before = cpu_seconds(operator.process.pid)
+    pause(10)
+    assert watch_relists(operator) == relists
+    assert relists <= 10
+    assert cpu_seconds(operator.process.pid) - cpu_before < 3.0
 
 
 def admit_as_kueue(cluster, namespace, job_name):

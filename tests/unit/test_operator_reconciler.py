@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from ml_training_operator import names, progress, protocol
-from ml_training_operator.__main__ import QuietWatchersFilter
+from ml_training_operator.__main__ import KOPF_WATCH_LOGGER, QuietWatchersFilter, WatchRestartFilter
 from ml_training_operator.reconciler import (
     Context,
     RequestState,
@@ -128,3 +128,16 @@ def test_denial_start_and_forbidden_failure():
     assert failed_as_forbidden(denied_status(earlier, progress.Phase.FAILED))
     crashed = progress.apply_transition(None, progress.Transition(progress.Phase.FAILED, "Crash", "exit 1"), 1, now)
     assert not failed_as_forbidden(crashed)
+
+
+def test_watch_restart_logged_at_info():
+    restart = logging.LogRecord(KOPF_WATCH_LOGGER, logging.DEBUG, "", 0, "Restarting the watch-stream for %s cluster-wide.", ("mlmodels.v1alpha1.aiml.mns.io",), None)
+    assert WatchRestartFilter(keep_debug=False).filter(restart)
+    assert restart.levelno == logging.INFO
+    assert restart.getMessage() == "watch expired (410 Gone), listing again: mlmodels.v1alpha1.aiml.mns.io cluster-wide."
+
+    other = logging.LogRecord(KOPF_WATCH_LOGGER, logging.DEBUG, "", 0, "Starting the watch-stream for pods.", None, None)
+    assert not WatchRestartFilter(keep_debug=False).filter(other)
+    assert WatchRestartFilter(keep_debug=True).filter(other)
+    warning = logging.LogRecord(KOPF_WATCH_LOGGER, logging.WARNING, "", 0, "Ignoring an unsupported event type", None, None)
+    assert WatchRestartFilter(keep_debug=False).filter(warning)
