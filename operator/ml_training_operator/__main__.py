@@ -29,8 +29,8 @@ class QuietWatchersFilter(logging.Filter):
 
 
 # Kopf (1.45) logs at DEBUG that a watch ended with 410 Gone (its resourceVersion was
-# compacted away) and that it lists the resource again. That is the only sign that events
-# between the two may have been missed, so the operator logs it at INFO.
+# compacted away) and that it lists the resource again. That line is the only trace of an
+# expired watch, so the operator logs it at INFO.
 KOPF_WATCH_LOGGER = "kopf._cogs.clients.watching"
 _WATCH_RESTART_PREFIX = "Restarting the watch-stream for "
 

@@ -419,8 +419,8 @@ class LocalCluster:
     def restart_apiserver_with_compaction(self, writes: int = 20) -> int:
         """Stop kube-apiserver, compact etcd's history past some new writes, and start it again.
 
-        A client that reconnects its watch with a resourceVersion from before the restart is
-        then answered 410 Gone, as happens after a long disconnection in a real cluster. The
+        A client that reconnects its watch with a resourceVersion from before the restart then
+        gets 410 Gone, as happens after a long disconnection in a real cluster. The
         writes go to keys outside the API server's ``/registry`` prefix and are deleted
         before the compaction. Returns the compacted revision.
         """

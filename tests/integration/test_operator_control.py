@@ -182,7 +182,7 @@ def cpu_seconds(pid):
 
 def test_watch_expiry_relists_and_goes_on(cluster, namespace, operator):
     # The operator's watches hold resourceVersions from this first request. etcd is compacted
-    # past them while kube-apiserver is down, so each watch's reconnect is answered 410 Gone.
+    # past them while kube-apiserver is down, so each watch's reconnect gets 410 Gone.
     prepare_namespace(cluster, namespace)
     apply(cluster, fine_tuning_request(namespace, "before"), user="alice")
     wait_request_status(cluster, PLURAL, "before", namespace, "FINISHED", timeout=120)
