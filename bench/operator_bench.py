@@ -8,8 +8,9 @@ plus its progress POSTs. Requests are created as the test user alice, through th
 operator's admission webhooks, like a consumer's.
 
 Each latency is compared with a floor measured on the same cluster in the same run, with
-the same client and identity, before the operator starts: the time kube-apiserver takes to
-create the operator's own Job (suspended) and to merge-patch a request's status.
+the same client and identity, before the operator starts. The floors are the time that
+kube-apiserver takes to create the operator's own Job (suspended) and to merge-patch a
+request's status.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ CONSUMER = "alice"
 PLURAL = names.FINE_TUNING_REQUEST.plural
 # Kopf names each webhook "<handler id>.<configuration>", which needs three dot-separated parts.
 WEBHOOK_CONFIGURATION = "bench.aiml.mns.io"
-# Test-harness settings that shorten the operator's intervals; the benchmark drops them so
-# that the operator runs with its defaults (settings.py), as the Helm chart deploys it.
+# Test-harness settings that shorten the operator's intervals. The benchmark drops them, so
+# the operator runs with its defaults (settings.py) as the Helm chart deploys it.
 SHORTENED_SETTINGS = (
     "AIML_PROGRESS_PATCH_INTERVAL_SECONDS",
     "AIML_RECONCILE_INTERVAL_SECONDS",
@@ -65,6 +66,7 @@ SHORTENED_SETTINGS = (
 # Creations in flight at once: a burst is sent as fast as the API server and the operator's
 # admission webhooks accept it, without waiting in the client's queue past its timeout.
 CREATE_CONCURRENCY = 32
+CREATE_ATTEMPTS = 10
 # Seconds to let late calls (progress patches, Kopf's annotations) reach the audit log after the last FINISHED.
 SETTLE_SECONDS = 3.0
 
@@ -149,7 +151,7 @@ def new_namespace(cluster: ClusterHandle, prefix: str) -> str:
 
 
 def bench_request(namespace: str, name: str, image: str = BENCH_IMAGE) -> dict[str, Any]:
-    """A fine-tuning request for the stand-in: one epoch, no GPU, so it runs on the CPU node."""
+    """Build a fine-tuning request for the stand-in: one epoch and no GPU, so it runs on the CPU node."""
     return fine_tuning_request(
         namespace, name, image=image,
         trainer={"image": image, "gpus": 0, "hyperparameters": {"epochs": 1}},
@@ -213,6 +215,7 @@ class Tracker:
     job_complete: dict[str, float] = field(default_factory=dict)
     finished: dict[str, float] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    throttled: int = 0
 
     def on_job(self, kind: str, job: dict[str, Any], arrived: float) -> None:
         uid = (job["metadata"].get("labels") or {}).get(names.LABEL_REQUEST_UID)
@@ -256,8 +259,17 @@ async def create_requests(clients: Clients, tracker: Tracker, namespace: str, na
 
     async def create(name: str) -> str:
         async with slots:
-            started = time.time()
-            body = await clients.consumer.request("POST", Kube.custom_path(namespace, PLURAL), body=bench_request(namespace, name, image))
+            for attempt in range(CREATE_ATTEMPTS):
+                started = time.time()
+                try:
+                    body = await clients.consumer.request("POST", Kube.custom_path(namespace, PLURAL), body=bench_request(namespace, name, image))
+                    break
+                except ApiError as error:
+                    # kube-apiserver sheds load with 429; clients are expected to retry.
+                    if error.status != 429 or attempt == CREATE_ATTEMPTS - 1:
+                        raise
+                    tracker.throttled += 1
+                    await asyncio.sleep(1.0)
             returned = time.time()
         uid = body["metadata"]["uid"]
         tracker.created[uid] = returned
@@ -314,6 +326,7 @@ async def run_scenario(
         "finished": len([uid for uid in uids if uid in tracker.finished]),
         "failed": len([uid for uid in uids if uid in tracker.failed]),
         "failure_examples": sorted(set(tracker.failed.values()))[:3],
+        "create_calls_throttled": tracker.throttled,
         "create_call_seconds": results.summarize(tracker.create_call_seconds[uid] for uid in uids),
         "create_to_job_seconds": results.summarize(to_job),
         "job_complete_to_finished_seconds": results.summarize(to_finished),
@@ -395,7 +408,7 @@ def run(cluster: ClusterHandle, sizes: Sizes, log_path: Path, profile_path: Path
     """Measure the floor, start the operator, run every scenario, stop the operator; return the figures.
 
     With ``profile_path`` the operator runs under cProfile, which writes its statistics there
-    when the operator stops; profiling slows the operator, so its figures are not comparable.
+    when the operator stops. Profiling slows the operator, so its figures are not comparable.
     """
     if not cluster.local.operator_kubeconfig.exists():
         # A cluster started before the operator's identity existed; up() adds it and leaves the rest running.

@@ -1,6 +1,6 @@
 """The operator benchmark's quick path on the shared test cluster, with a handful of requests.
 
-It checks that the benchmark runs end to end and writes complete figures; it sets no
+It checks that the benchmark runs end to end and writes complete figures. It sets no
 timing thresholds, because speed targets belong to the benchmark and not to tests.
 """
 
