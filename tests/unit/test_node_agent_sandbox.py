@@ -33,7 +33,7 @@ def make_plan(tmp_path: Path, argv: list[str], mounts=None, uid=None) -> dict:
         "uid": uid,
         "gid": uid,
         "supplementalGroups": [],
-        "toolchain": sys.base_prefix,
+        "toolchains": [sys.base_prefix],
     }
 
 
@@ -94,3 +94,23 @@ def test_user_can_run_agent_python(tmp_path: Path) -> None:
 
     assert code == 0
     assert output == b"1000\n"
+
+
+def test_listed_directory_under_root_visible_to_non_root(tmp_path: Path) -> None:
+    if not os.path.isdir("/root") or os.stat("/root").st_mode & 0o005 == 0o005:
+        pytest.skip("needs a private /root")
+    private = Path(f"/root/.cache/node-agent-test-{os.getpid()}")
+    private.mkdir(parents=True)
+    try:
+        (private / "hello.txt").write_text("from the repository\n")
+        private.chmod(0o755)
+        (private / "hello.txt").chmod(0o644)
+        plan = make_plan(tmp_path, ["cat", str(private / "hello.txt")], uid=1000)
+        plan["toolchains"] = [sys.base_prefix, str(private)]
+
+        code, output = run(tmp_path, plan)
+
+        assert code == 0
+        assert output == b"from the repository\n"
+    finally:
+        shutil.rmtree(private, ignore_errors=True)

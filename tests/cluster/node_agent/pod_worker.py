@@ -45,6 +45,8 @@ from tests.cluster.node_agent.volumes import (
 )
 
 Obj = dict[str, Any]
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
+
 log = logging.getLogger("node_agent.pod")
 
 RETRY_SECONDS = 2.0
@@ -276,7 +278,8 @@ class PodWorker:
             "terminationMessage": {"path": message_path, "hostFile": str(message_file)},
             "devScratch": str(run_dir / "dev"),
             "startErrorFile": str(run_dir / "start-error"),
-            "toolchain": sys.base_prefix,
+            # The interpreter and the repository (with .venv) may sit under a private /root.
+            "toolchains": [sys.base_prefix, str(REPOSITORY_ROOT)],
             **security,
         }
 

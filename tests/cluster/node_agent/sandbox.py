@@ -139,21 +139,28 @@ def drop_privileges(plan: dict) -> None:
 
 
 def expose_toolchain(plan: dict) -> None:
-    """Let a non-root container use the host Python installed under the private /root.
+    """Let a non-root container use the host Python and the repository under the private /root.
 
     /root is mode 0700 on the development machines, so a container running as another
     user could not start the project's virtual environment. Inside the namespace only,
-    an empty tmpfs replaces /root and the toolchain directory is bound back into it.
+    an empty tmpfs replaces /root and each listed directory under it is bound back.
     """
-    toolchain = plan.get("toolchain")
-    if not toolchain or plan.get("uid") in (None, 0) or not toolchain.startswith("/root/"):
+    listed = plan.get("toolchains") or []
+    hidden = sorted({path for path in listed if path.startswith("/root/")})
+    # A directory inside another listed one comes back with its parent.
+    hidden = [path for path in hidden if not any(path.startswith(other + "/") for other in hidden)]
+    if not hidden or plan.get("uid") in (None, 0):
         return
-    scratch = plan["devScratch"] + "-toolchain"
-    os.makedirs(scratch, exist_ok=True)
-    mount(toolchain, scratch, None, MS_BIND | MS_REC)
+    scratches = []
+    for index, path in enumerate(hidden):
+        scratch = f"{plan['devScratch']}-toolchain-{index}"
+        os.makedirs(scratch, exist_ok=True)
+        mount(path, scratch, None, MS_BIND | MS_REC)
+        scratches.append(scratch)
     mount("tmpfs", "/root", "tmpfs", MS_NOSUID, "mode=755")
-    os.makedirs(toolchain)
-    mount(scratch, toolchain, None, MS_MOVE)
+    for path, scratch in zip(hidden, scratches):
+        os.makedirs(path)
+        mount(scratch, path, None, MS_MOVE)
 
 
 def start(plan: dict) -> None:
