@@ -114,3 +114,28 @@ def test_listed_directory_under_root_visible_to_non_root(tmp_path: Path) -> None
         assert output == b"from the repository\n"
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+def test_volume_over_tmp_keeps_later_sources(tmp_path: Path) -> None:
+    empty = tmp_path / "empty-dir"
+    empty.mkdir()
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    (volume / "data.txt").write_text("volume content\n")
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    (repository / "hello.txt").write_text("repository content\n")
+    target = f"/srv/node-agent-test-{os.getpid()}"
+    # The emptyDir at /tmp covers the host's /tmp, where the second source and the repository live.
+    mounts = [
+        {"source": str(empty), "target": "/tmp", "readOnly": False},
+        {"source": str(volume), "target": target, "readOnly": True},
+    ]
+    plan = make_plan(tmp_path, ["sh", "-c", f"cat {target}/data.txt {repository}/hello.txt"], mounts)
+    plan["toolchains"] = [sys.base_prefix, str(repository)]
+
+    code, output = run(tmp_path, plan)
+
+    assert code == 0, output
+    assert output == b"volume content\nrepository content\n"
+    shutil.rmtree(target, ignore_errors=True)

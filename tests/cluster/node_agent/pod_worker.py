@@ -299,7 +299,7 @@ class PodWorker:
         self.live_logs.discard(f"{record.name}/{record.restart_count}")
 
         start_error = run_dir / "start-error"
-        if exit_code == START_ERROR_EXIT_CODE and start_error.exists():
+        if exit_code == START_ERROR_EXIT_CODE and start_error.exists() and start_error.stat().st_size:
             reason, message = "StartError", start_error.read_text()
         else:
             reason = "Completed" if exit_code == 0 else "Error"

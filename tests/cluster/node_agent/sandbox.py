@@ -77,9 +77,22 @@ def ensure_mountpoint(target: str, source_is_dir: bool) -> None:
             pass
 
 
-def bind(source: str, target: str, read_only: bool) -> None:
-    ensure_mountpoint(target, os.path.isdir(source))
-    mount(source, target, None, MS_BIND | MS_REC)
+def open_path(path: str) -> int:
+    """Open a handle on a path before any mount can hide it.
+
+    Sources are mounted through ``/proc/self/fd/N`` afterwards, because an earlier volume
+    (an emptyDir at /tmp, say) may cover the host directory where later sources live.
+    """
+    return os.open(path, os.O_PATH | os.O_CLOEXEC)
+
+
+def fd_path(fd: int) -> str:
+    return f"/proc/self/fd/{fd}"
+
+
+def bind(source_fd: int, target: str, read_only: bool) -> None:
+    ensure_mountpoint(target, stat.S_ISDIR(os.fstat(source_fd).st_mode))
+    mount(fd_path(source_fd), target, None, MS_BIND | MS_REC)
     if read_only:
         mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC)
 
@@ -138,40 +151,53 @@ def drop_privileges(plan: dict) -> None:
         os.setuid(int(uid))
 
 
-def expose_toolchain(plan: dict) -> None:
+def hidden_toolchains(plan: dict) -> list[str]:
+    """Return the listed host directories that live under the private /root, outermost only."""
+    listed = sorted({path for path in plan.get("toolchains") or [] if os.path.isdir(path)})
+    outermost = [path for path in listed if not any(path.startswith(other + "/") for other in listed)]
+    return [path for path in outermost if path.startswith("/root/")]
+
+
+def expose_toolchain(plan: dict, handles: dict[str, int]) -> None:
     """Let a non-root container use the host Python and the repository under the private /root.
 
     /root is mode 0700 on the development machines, so a container running as another
     user could not start the project's virtual environment. Inside the namespace only,
     an empty tmpfs replaces /root and each listed directory under it is bound back.
     """
-    listed = plan.get("toolchains") or []
-    hidden = sorted({path for path in listed if path.startswith("/root/")})
-    # A directory inside another listed one comes back with its parent.
-    hidden = [path for path in hidden if not any(path.startswith(other + "/") for other in hidden)]
+    hidden = hidden_toolchains(plan)
     if not hidden or plan.get("uid") in (None, 0):
         return
-    scratches = []
-    for index, path in enumerate(hidden):
-        scratch = f"{plan['devScratch']}-toolchain-{index}"
-        os.makedirs(scratch, exist_ok=True)
-        mount(path, scratch, None, MS_BIND | MS_REC)
-        scratches.append(scratch)
     mount("tmpfs", "/root", "tmpfs", MS_NOSUID, "mode=755")
-    for path, scratch in zip(hidden, scratches):
+    for path in hidden:
         os.makedirs(path)
-        mount(scratch, path, None, MS_MOVE)
+        mount(fd_path(handles[path]), path, None, MS_BIND | MS_REC)
+
+
+def restore_covered_toolchains(plan: dict, handles: dict[str, int]) -> None:
+    """Bind listed directories back where a volume's mountPath (e.g. /tmp) now covers them."""
+    targets = [item["target"].rstrip("/") for item in plan.get("mounts") or []]
+    for path, fd in handles.items():
+        if any(path.startswith(target + "/") for target in targets):
+            os.makedirs(path, exist_ok=True)
+            mount(fd_path(fd), path, None, MS_BIND | MS_REC)
 
 
 def start(plan: dict) -> None:
-    expose_toolchain(plan)
-    for item in plan.get("mounts") or []:
-        bind(item["source"], item["target"], False)
+    toolchains = sorted({path for path in plan.get("toolchains") or [] if os.path.isdir(path)})
+    handles = {path: open_path(path) for path in toolchains}
+    sources = [open_path(item["source"]) for item in plan.get("mounts") or []]
     message = plan.get("terminationMessage")
+    message_fd = open_path(message["hostFile"]) if message else None
+
+    expose_toolchain(plan, handles)
+    for item, source_fd in zip(plan.get("mounts") or [], sources):
+        bind(source_fd, item["target"], False)
+    restore_covered_toolchains(plan, handles)
     if message:
         if message["path"].startswith("/dev/"):
             replace_dev(plan["devScratch"])
-        bind(message["hostFile"], message["path"], False)
+        bind(message_fd, message["path"], False)
     # Read-only remounts come last so that mountpoints inside a read-only volume can be created.
     for item in plan.get("mounts") or []:
         if item["readOnly"]:
@@ -196,12 +222,15 @@ def start(plan: dict) -> None:
 def main() -> None:
     with open(sys.argv[1]) as stream:
         plan = json.load(stream)
+    # Opened before any mount, which could cover the directory it lives in.
+    error_file = open(plan["startErrorFile"], "w")
+    os.set_inheritable(error_file.fileno(), False)
     try:
         start(plan)
     except (OSError, StartError) as error:
         text = f"failed to start container: {error}"
-        with open(plan["startErrorFile"], "w") as stream:
-            stream.write(text)
+        error_file.write(text)
+        error_file.close()
         print(text, file=sys.stderr)
         sys.exit(START_ERROR_EXIT_CODE)
 
