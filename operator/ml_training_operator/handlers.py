@@ -178,17 +178,20 @@ async def follow_request(kind: names.Kind, stopped: kopf.DaemonStopped, body: ko
 def _register(kind: names.Kind) -> None:
     resource = (names.GROUP, names.VERSION, kind.plural)
 
-    @kopf.on.create(*resource, id="accept")
-    @kopf.on.resume(*resource, id="resume")
-    @kopf.on.update(*resource, id="spec-changed", field="spec")
-    def poke_request(name: str, namespace: str, **_: Any) -> None:
-        runtime.context().wakeups.poke((kind.plural, namespace, name))
-
-    @kopf.on.field(*resource, id="cancel-request", field="spec.cancelRequest")
-    @kopf.on.field(*resource, id="suspend-request", field="spec.suspendRequest")
-    def control_flag_changed(name: str, namespace: str, old: Any, new: Any, logger: Any, **_: Any) -> None:
-        logger.info(f"control flag changed from {old} to {new}", extra={"decision": "control-flag"})
-        runtime.context().wakeups.poke((kind.plural, namespace, name))
+    # A watch event only wakes the request's reconciler, which reads the object afresh and
+    # compares spec.cancelRequest, spec.suspendRequest and the generation itself. Kopf's
+    # change-detecting handlers (on.create, on.update, on.field) would patch progress and
+    # last-handled-configuration annotations on every change, and each such patch bumps the
+    # resourceVersion that the reconciler's status writes are conditional on.
+    @kopf.on.event(*resource, id="wake")
+    def poke_request(name: str, namespace: str, type: str | None, **_: Any) -> None:
+        if type == "DELETED":
+            return
+        try:
+            context = runtime.context()
+        except kopf.TemporaryError:
+            return
+        context.wakeups.poke((kind.plural, namespace, name))
 
     @kopf.daemon(*resource, id="reconcile", cancellation_timeout=5)
     async def reconcile_daemon(stopped: kopf.DaemonStopped, body: kopf.Body, logger: Any, **_: Any) -> None:
