@@ -101,17 +101,17 @@ def say(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def connect(kube_context: str | None) -> Kubectl:
+def connect(kube_context: str | None) -> tuple[Kubectl, LocalCluster | None]:
     """Bring up the local cluster, or bind to the kube context the user named explicitly."""
     local = LocalCluster()
     if kube_context is None:
         say("starting the local cluster (make cluster-up)")
         local.up()
         users = {name: local.user_kubeconfig(name) for name in (AUTHORIZED, UNAUTHORIZED)}
-        return Kubectl(local.binary("kubectl"), local.binary("helm"), local.kubeconfig, None, users)
+        return Kubectl(local.binary("kubectl"), local.binary("helm"), local.kubeconfig, None, users), local
     say(f"using kube context {kube_context}")
     kubeconfig = Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None
-    return Kubectl(local.binary("kubectl"), local.binary("helm"), kubeconfig, kube_context)
+    return Kubectl(local.binary("kubectl"), local.binary("helm"), kubeconfig, kube_context), None
 
 
 def adopt_crds(kube: Kubectl) -> None:
@@ -129,16 +129,35 @@ def adopt_crds(kube: Kubectl) -> None:
                  f"meta.helm.sh/release-name={RELEASE}", f"meta.helm.sh/release-namespace={OPERATOR_NAMESPACE}")
 
 
-def install_chart(kube: Kubectl, local_cluster: bool, extra_values: list[str] | None = None) -> None:
+def local_cluster_values(local: LocalCluster) -> list[str]:
+    """Ports of the operator Pod for one local cluster.
+
+    Pods of the local cluster share the host's network, so two clusters on one machine (the
+    demo's and the tests') would both bind the same webhook port, and one cluster's API server
+    would call the other cluster's operator. Each cluster gets ports derived from its own base.
+    """
+    webhook_port = local.ports.base + 20
+    status_port = local.ports.base + 21
+    return [
+        f"webhook.port={webhook_port}",
+        f"webhook.url=https://127.0.0.1:{webhook_port}",
+        f"statusEndpoint.port={status_port}",
+        f"statusEndpoint.url=http://127.0.0.1:{status_port}",
+    ]
+
+
+def install_chart(kube: Kubectl, local_cluster: LocalCluster | None, extra_values: list[str] | None = None) -> None:
     say(f"installing the Helm chart {CHART.name} as release {RELEASE} in {OPERATOR_NAMESPACE}")
     adopt_crds(kube)
     args = ["upgrade", "--install", RELEASE, str(CHART), "--namespace", OPERATOR_NAMESPACE, "--create-namespace",
             "--wait", "--timeout", "5m",
             # CRDs that were applied before with kubectl have fields owned by another manager.
             "--force-conflicts"]
-    if local_cluster:
+    values = list(extra_values or [])
+    if local_cluster is not None:
         args += ["--values", str(REPO_ROOT / "hack" / "demo-values-local.yaml")]
-    for value in extra_values or []:
+        values = local_cluster_values(local_cluster) + values
+    for value in values:
         args += ["--set", value]
     kube.helm(*args)
 
@@ -341,8 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     try:
-        kube = connect(args.kube_context)
-        install_chart(kube, local_cluster=args.kube_context is None)
+        kube, local = connect(args.kube_context)
+        install_chart(kube, local)
         prepare_namespaces_and_model(kube)
         wait_for_webhook(kube)
         grant_consumers(kube)

@@ -34,7 +34,7 @@ def demo():
 def installed(cluster, demo):
     users = {name: cluster.user_kubeconfig(name) for name in (demo.AUTHORIZED, demo.UNAUTHORIZED)}
     kube = demo.Kubectl(cluster.local.binary("kubectl"), cluster.local.binary("helm"), cluster.kubeconfig, None, users)
-    demo.install_chart(kube, local_cluster=True)
+    demo.install_chart(kube, cluster.local)
     yield kube
     # Uninstall even when the test failed, so that no operator outlives this test.
     for namespace in (demo.CONSUMER_NAMESPACE, demo.MODEL_NAMESPACE):

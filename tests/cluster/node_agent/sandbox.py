@@ -151,9 +151,16 @@ def drop_privileges(plan: dict) -> None:
         os.setuid(int(uid))
 
 
+def toolchain_paths(plan: dict) -> list[str]:
+    """Return the plan's host directories to keep visible; plans of older agents name one."""
+    if plan.get("toolchains"):
+        return list(plan["toolchains"])
+    return [plan["toolchain"]] if plan.get("toolchain") else []
+
+
 def hidden_toolchains(plan: dict) -> list[str]:
     """Return the listed host directories that live under the private /root, outermost only."""
-    listed = sorted({path for path in plan.get("toolchains") or [] if os.path.isdir(path)})
+    listed = sorted({path for path in toolchain_paths(plan) if os.path.isdir(path)})
     outermost = [path for path in listed if not any(path.startswith(other + "/") for other in listed)]
     return [path for path in outermost if path.startswith("/root/")]
 
@@ -184,7 +191,7 @@ def restore_covered_toolchains(plan: dict, handles: dict[str, int]) -> None:
 
 
 def start(plan: dict) -> None:
-    toolchains = sorted({path for path in plan.get("toolchains") or [] if os.path.isdir(path)})
+    toolchains = sorted({path for path in toolchain_paths(plan) if os.path.isdir(path)})
     handles = {path: open_path(path) for path in toolchains}
     sources = [open_path(item["source"]) for item in plan.get("mounts") or []]
     message = plan.get("terminationMessage")
