@@ -192,15 +192,17 @@ def _data_config(spec: Mapping[str, Any], mounts: _Mounts) -> protocol.DataConfi
     return protocol.DataConfig(sources=sources, consumerUris=uris, **mapping)
 
 
-def output_paths(spec: Mapping[str, Any]) -> tuple[str, str]:
+def output_paths(spec: Mapping[str, Any], uid: str) -> tuple[str, str]:
     """Return the model directory and the checkpoint directory in the Pod.
 
     Both depend on the request only, not on the attempt, so a resumed attempt finds the
-    checkpoints of the previous one.
+    checkpoints of the previous one. The checkpoint directory ends in the request's uid,
+    so a request never resumes from the checkpoints of another request with the same
+    output URI, nor from those of a deleted request recreated under the same name.
     """
     parsed = parse_uri(spec["output"]["uri"], schemes=("pvc",))
     model_dir = parsed.pod_path(OUTPUT_ROOT)
-    return model_dir, f"{model_dir}/.checkpoints"
+    return model_dir, f"{model_dir}/.checkpoints/{uid}"
 
 
 def build_trainer_config(
@@ -220,7 +222,7 @@ def build_trainer_config(
     base_path = base_model_path(model, mounts)
     output_uri = spec["output"]["uri"]
     _mount_source(mounts, output_uri, OUTPUT_ROOT, "output", read_only=False)
-    model_dir, checkpoint_dir = output_paths(spec)
+    model_dir, checkpoint_dir = output_paths(spec, metadata["uid"])
 
     trainer = spec.get("trainer") or {}
     termination = spec.get("terminationConditions") or {}

@@ -286,7 +286,7 @@ def test_config_map_holds_trainer_config():
     assert config.termination.maxEpochs == 3
     assert config.performanceRequirements[0].performanceMetric is protocol.PerformanceMetric.ACCURACY
     assert config.output.path == "/output/pvc/models-out/sentiment-lora"
-    assert config.output.checkpointPath == "/output/pvc/models-out/sentiment-lora/.checkpoints"
+    assert config.output.checkpointPath == "/output/pvc/models-out/sentiment-lora/.checkpoints/0b4e8a3c-9a55-4c55-8d7c-1f2e3d4c5b6a"
     assert config.progress.endpoint == "http://127.0.0.1:8080"
     assert config.progress.tokenPath == "/var/run/secrets/aiml.mns.io/progress/token"
 
@@ -295,6 +295,24 @@ def test_output_path_is_the_same_for_every_attempt():
     first = build(attempt=1).config.output
     second = build(attempt=2).config.output
     assert first == second
+
+
+def test_checkpoint_path_differs_per_request():
+    first = fine_tuning_request()
+    second = fine_tuning_request()
+    second["metadata"]["name"] = "sentiment-lora-again"
+    second["metadata"]["uid"] = "5f0c2d1e-7b3a-4e2f-9c8d-0a1b2c3d4e5f"
+    first_output = build(first).config.output
+    second_output = build(second).config.output
+    assert first_output.path == second_output.path
+    assert first_output.checkpointPath != second_output.checkpointPath
+    assert second_output.checkpointPath == "/output/pvc/models-out/sentiment-lora/.checkpoints/5f0c2d1e-7b3a-4e2f-9c8d-0a1b2c3d4e5f"
+
+
+def test_checkpoint_path_differs_after_recreation():
+    recreated = fine_tuning_request()
+    recreated["metadata"]["uid"] = "5f0c2d1e-7b3a-4e2f-9c8d-0a1b2c3d4e5f"
+    assert build(recreated).config.output.checkpointPath != build().config.output.checkpointPath
 
 
 def test_no_endpoint_means_stdout_progress_only():
