@@ -199,8 +199,10 @@ def test_status_kept_and_columns_shown(cluster: ClusterHandle, crds: None, names
     stored = cluster.kubectl_json("get", "mlftr", name, "-n", namespace)
     assert stored["status"] == status, "the API server pruned status fields that the model has"
     table = cluster.kubectl("get", "mlftr", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "INFERENCE", "STATUS", "PROGRESS", "STATE", "METRIC", "SCORE", "AGE"]
-    assert table[1].split()[:7] == [name, "TEXT_TOPIC_CLASSIFICATION", "IN_PROGRESS", "42", "RUNNING", "ACCURACY", "0.81"]
+    assert table[0].split() == ["NAME", "INFERENCE", "STATUS", "PROGRESS", "STATE", "STEP", "METRIC", "SCORE", "AGE"]
+    assert table[1].split()[:8] == [
+        name, "TEXT_TOPIC_CLASSIFICATION", "IN_PROGRESS", "42", "RUNNING", "TRAINING", "ACCURACY", "0.81"
+    ]
 
 
 def test_model_columns(cluster: ClusterHandle, crds: None, namespace: str) -> None:

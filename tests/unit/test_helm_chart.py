@@ -189,3 +189,19 @@ def test_argocd_health_check_shipped():
 def test_authorization_grace_value(helm):
     deployment = find(render(helm, "operator.authorizationGraceSeconds=45"), "Deployment")[0]
     assert env_of(deployment)["AIML_AUTHORIZATION_GRACE_SECONDS"] == "45"
+
+
+def test_trainer_images_required(helm):
+    for value in ("trainer.images=null", "trainer.images={}"):
+        result = subprocess.run(
+            [helm, "template", "aiml-training-operator", str(CHART), "--set", value], capture_output=True, text=True
+        )
+        assert result.returncode != 0, value
+        assert "trainer" in result.stderr and "images" in result.stderr, result.stderr
+
+
+def test_operator_may_list_events(helm):
+    role = find(render(helm), "ClusterRole", "aiml-training-operator")[0]
+    event_rules = [rule for rule in role["rules"] if "events" in rule["resources"]]
+    assert event_rules
+    assert "list" in event_rules[0]["verbs"]

@@ -137,7 +137,7 @@ class ModelPerformance(ApiModel):
     )
     performanceMetric: PerformanceMetric = Field(
         description="Metric: ACCURACY, F1, PRECISION and RECALL (fractions 0..1, higher is better) or "
-        "MAE, RMSE and MAPE (errors >= 0, lower is better)."
+        "MAE, RMSE and MAPE (errors >= 0, lower is better; MAPE in percent)."
     )
     performanceScore: float = Field(
         ge=0, description="Score of the metric: a fraction 0..1 for ACCURACY, F1, PRECISION, RECALL; >= 0 otherwise."

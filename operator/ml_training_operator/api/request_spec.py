@@ -397,7 +397,9 @@ class RequestSpec(ApiModel):
         default=0,
         ge=-1000000,
         le=1000000,
-        description="Priority of the training process (TS 28.105 MLTrainingProcess.priority); higher runs first.",
+        description="Priority of the training process (TS 28.105 MLTrainingProcess.priority), recorded for "
+        "3GPP consumers. The operator does not order Jobs by it yet: use trainer.priorityClassName or a Kueue "
+        "queue to order training.",
     )
     task: Task | None = Field(default=None, description=extension("Learning task."))
     dataMapping: DataMapping = Field(

@@ -81,7 +81,12 @@ class TrainingReport(ApiModel):
         default=None, max_length=64, description="Scores on the validation split, one per requested metric, with the requirement outcome."
     )
     modelConfidenceIndication: int | None = Field(
-        default=None, ge=0, le=100, description="Confidence in the trained model, 0..100."
+        default=None,
+        ge=0,
+        le=100,
+        description="Confidence in the trained model, 0..100: for classification the mean probability the model "
+        "gives its predicted class on the validation split, times 100; for regression and forecasting the "
+        "validation R squared clipped to 0..1, times 100.",
     )
     usedConsumerTrainingData: list[Annotated[str, Field(max_length=512)]] | None = Field(
         default=None, max_length=64, description="candidateTrainingDataSource entries that were used."

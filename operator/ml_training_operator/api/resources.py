@@ -65,6 +65,7 @@ REQUEST_COLUMNS = (
     PrinterColumn("Status", "string", ".status.requestStatus", "TS 28.105 request status."),
     PrinterColumn("Progress", "integer", ".status.process.progressStatus.progressPercentage", "Progress in percent."),
     PrinterColumn("State", "string", ".status.process.progressStatus.status", "State of the training process."),
+    PrinterColumn("Step", "string", ".status.process.progressStatus.progressStateInfo", "Current step."),
     PrinterColumn(
         "Metric", "string", ".status.report.modelPerformanceValidation[0].performanceMetric", "First validation metric."
     ),
@@ -74,7 +75,6 @@ REQUEST_COLUMNS = (
     AGE,
     PrinterColumn("Type", "string", ".spec.mLTrainingType", "TS 28.105 training type.", priority=1),
     PrinterColumn("Model", "string", ".spec.mLModelRef.name", "Model trained or fine-tuned from.", priority=1),
-    PrinterColumn("Step", "string", ".status.process.progressStatus.progressStateInfo", "Current step.", priority=1),
 )
 
 MODEL_COLUMNS = (
