@@ -9,7 +9,8 @@ what needs the API server or the operator's settings:
 - validating, on create and update: only the operator may change those annotations;
   ``spec.consumer`` needs the requester's permission to impersonate it; the base MLModel
   exists and covers ``aIMLInferenceName``; the output does not overwrite another request's
-  MLModel; the trainer image is allowed; every URI has an accepted scheme and stays inside
+  MLModel; no other request of the namespace writes to the same ``spec.output.uri``;
+  the trainer image is allowed; every URI has an accepted scheme and stays inside
   its volume.
 
 The checks are pure functions; the Kopf handlers at the end only gather their inputs.
@@ -17,7 +18,7 @@ The checks are pure functions; the Kopf handlers at the end only gather their in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -131,6 +132,42 @@ def output_model_problem(kind: str, name: str, namespace: str, spec: Mapping[str
     )
 
 
+def _output_location(uri: str | None) -> tuple[str, str] | None:
+    """Return the claim and the normalized path an output URI names; None for an invalid URI."""
+    if not uri:
+        return None
+    try:
+        parsed = parse_output_uri(uri)
+    except UriFieldError:
+        return None
+    segments = [segment for segment in parsed.path.split("/") if segment not in ("", ".")]
+    return parsed.source, "/".join(segments)
+
+
+def output_uri_problem(
+    kind: str, name: str, namespace: str, spec: Mapping[str, Any], others: Iterable[tuple[str, Mapping[str, Any]]]
+) -> str | None:
+    """Reject an output URI that another request of the namespace already writes to.
+
+    ``others`` contains (kind, body) of the namespace's requests of both kinds. Two requests
+    writing one folder overwrite each other's model, so the URIs are compared as the path
+    they resolve to, not as text.
+    """
+    location = _output_location((spec.get("output") or {}).get("uri"))
+    if location is None:
+        return None
+    for other_kind, other in others:
+        other_name = (other.get("metadata") or {}).get("name")
+        if other_kind == kind and other_name == name:
+            continue
+        if _output_location(((other.get("spec") or {}).get("output") or {}).get("uri")) == location:
+            return (
+                f"spec.output.uri: {spec['output']['uri']!r} is already the output of {other_kind} {namespace}/{other_name}, "
+                "and two requests writing one folder overwrite each other's model; pick another path"
+            )
+    return None
+
+
 def _identity(userinfo: Mapping[str, Any]) -> authz.Identity:
     return authz.Identity(str(userinfo.get("username", "")), tuple(userinfo.get("groups") or ()), userinfo.get("uid") or None)
 
@@ -145,6 +182,17 @@ async def _impersonation_problems(consumer: Mapping[str, Any] | None, userinfo: 
     if decision.allowed:
         return []
     return [f"spec.consumer: {denial}; ask for impersonate permission or remove spec.consumer" for denial in decision.denials]
+
+
+async def _namespace_requests(namespace: str) -> list[tuple[str, dict[str, Any]]]:
+    # NOTE: two requests created at the same moment may both pass this check, because the
+    # webhook reads the list before either of them is stored.
+    kube = runtime.context().kube
+    requests = []
+    for kind in names.REQUEST_KINDS:
+        for item in await kube.list_items(kube.custom_path(namespace, kind.plural), ""):
+            requests.append((kind.kind, item))
+    return requests
 
 
 async def validate_request(
@@ -186,6 +234,11 @@ async def validate_request(
         model_namespace = reference.get("namespace") or namespace
         model = await ctx.kube.get_or_none(ctx.kube.custom_path(model_namespace, names.ML_MODEL.plural, reference["name"]))
         problems += base_model_problems(kind, spec, namespace, model)
+
+    if operation == "CREATE" or old_spec.get("output") != spec.get("output"):
+        problem = output_uri_problem(kind, name, namespace, spec, await _namespace_requests(namespace))
+        if problem:
+            problems.append(problem)
 
     model_name = output_model_name(name, spec)
     existing = await ctx.kube.get_or_none(ctx.kube.custom_path(namespace, names.ML_MODEL.plural, model_name))

@@ -23,6 +23,7 @@ from tests.integration.operator_harness import (  # noqa: F401  (fixtures)
     pause,
     prepare_namespace,
     request_status,
+    training_request,
     wait_request_status,
 )
 
@@ -166,6 +167,25 @@ def test_output_model_of_other_request_is_protected(cluster, namespace, operator
     result = apply(cluster, body, user="alice", check=False)
     assert result.returncode != 0
     assert "already exists and was produced by MLFineTuningRequest" in result.stderr
+
+
+def test_shared_output_uri_rejected(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    apply(cluster, training_request(namespace, "first", output={"uri": "pvc://models-out/shared"}), user="alice")
+
+    result = apply(cluster, fine_tuning_request(namespace, "second", output={"uri": "pvc://models-out/shared/"}), user="alice", check=False)
+    assert result.returncode != 0
+    assert "spec.output.uri" in result.stderr
+    assert f"MLTrainingRequest {namespace}/first" in result.stderr
+    assert "pick another path" in result.stderr
+
+    apply(cluster, fine_tuning_request(namespace, "third"), user="alice")
+    result = cluster.kubectl(
+        "patch", PLURAL, "third", "-n", namespace, "--type=merge",
+        "-p", json.dumps({"spec": {"output": {"uri": "pvc://models-out/shared"}}}), user="alice", check=False,
+    )
+    assert result.returncode != 0
+    assert f"MLTrainingRequest {namespace}/first" in result.stderr
 
 
 def test_denial_fails_after_grace_period(cluster, namespace, operator):

@@ -109,6 +109,44 @@ def test_output_model_conflicts():
     assert "by no request" in webhooks.output_model_problem("MLFineTuningRequest", "sentiment-lora", "team-a", spec, {"spec": {}})
 
 
+def other_request(name, uri):
+    return {"metadata": {"name": name, "namespace": "team-a"}, "spec": {"output": {"uri": uri}}}
+
+
+def test_shared_output_uri_rejected():
+    spec = fine_tuning_request()["spec"]
+    others = [("MLTrainingRequest", other_request("tabular", spec["output"]["uri"]))]
+    problem = webhooks.output_uri_problem("MLFineTuningRequest", "sentiment-lora", "team-a", spec, others)
+    assert problem is not None
+    assert problem.startswith("spec.output.uri:")
+    assert "MLTrainingRequest team-a/tabular" in problem
+    assert "pick another path" in problem
+
+
+@pytest.mark.parametrize("uri", ["pvc://models-out/sentiment-lora/", "pvc://models-out/./sentiment-lora"])
+def test_shared_output_uri_compared_as_path(uri):
+    spec = fine_tuning_request()["spec"]
+    others = [("MLFineTuningRequest", other_request("other", uri))]
+    assert webhooks.output_uri_problem("MLFineTuningRequest", "sentiment-lora", "team-a", spec, others) is not None
+
+
+def test_distinct_output_uris_allowed():
+    spec = fine_tuning_request()["spec"]
+    others = [
+        ("MLFineTuningRequest", other_request("sentiment-lora", spec["output"]["uri"])),
+        ("MLFineTuningRequest", other_request("nested", spec["output"]["uri"] + "/v2")),
+        ("MLFineTuningRequest", other_request("other-claim", "pvc://other-out/sentiment-lora")),
+        ("MLTrainingRequest", other_request("broken", "configmap://x/y")),
+    ]
+    assert webhooks.output_uri_problem("MLFineTuningRequest", "sentiment-lora", "team-a", spec, others) is None
+
+
+def test_same_name_of_other_kind_conflicts():
+    spec = fine_tuning_request()["spec"]
+    others = [("MLTrainingRequest", other_request("sentiment-lora", spec["output"]["uri"]))]
+    assert webhooks.output_uri_problem("MLFineTuningRequest", "sentiment-lora", "team-a", spec, others) is not None
+
+
 def test_self_signed_certificate():
     from cryptography import x509
 
