@@ -124,6 +124,11 @@ def impersonation_checks(requester: Identity, consumer: Mapping[str, Any] | None
     return checks
 
 
+def model_read_check(identity: Identity, namespace: str, name: str) -> AccessCheck:
+    """Return the ``get`` check that guards what admission may reveal about an MLModel."""
+    return AccessCheck(identity, "get", names.ML_MODEL.plural, name, namespace, group=names.GROUP, purpose="spec.mLModelRef")
+
+
 def model_namespace(spec: Mapping[str, Any], request_namespace: str) -> str:
     reference = spec.get("mLModelRef") or {}
     return reference.get("namespace") or request_namespace

@@ -7,7 +7,8 @@ what needs the API server or the operator's settings:
   into the ``aiml.mns.io/requester-*`` annotations, overwriting whatever the client sent,
   so the operator's SubjectAccessReviews judge the real requester;
 - validating, on create and update: only the operator may change those annotations;
-  ``spec.consumer`` needs the requester's permission to impersonate it; the base MLModel
+  ``spec.consumer`` needs the requester's permission to impersonate it; the requester (or
+  that consumer) may read the base MLModel, before anything about it is revealed; the model
   exists and covers ``aIMLInferenceName``; the output does not overwrite another request's
   MLModel; no other request of the namespace writes to the same ``spec.output.uri``;
   the trainer image is allowed; every URI has an accepted scheme and stays inside
@@ -184,6 +185,38 @@ async def _impersonation_problems(consumer: Mapping[str, Any] | None, userinfo: 
     return [f"spec.consumer: {denial}; ask for impersonate permission or remove spec.consumer" for denial in decision.denials]
 
 
+def unreadable_model_problem(namespace: str, name: str) -> str:
+    """Return the rejection for a base MLModel the requester may not read.
+
+    The text is the same whether or not the model exists, so it reveals neither the model
+    nor its inferenceScope.
+    """
+    return (
+        f"spec.mLModelRef: you may not read MLModel {namespace}/{name}; "
+        "ask its owner for the aiml-finetuner or aiml-viewer role in that namespace"
+    )
+
+
+async def _allowed(checks: list[authz.AccessCheck]) -> bool:
+    kube = runtime.context().kube
+    results = [await kube.create_review(check.to_review()) for check in checks]
+    return authz.decide(checks, results).allowed
+
+
+async def _may_read_model(userinfo: Mapping[str, Any], consumer: Mapping[str, Any] | None, namespace: str, name: str) -> bool:
+    """Tell whether the requester, or a ``spec.consumer`` it may impersonate, may ``get`` the MLModel.
+
+    A requester allowed to impersonate the consumer can read whatever the consumer can, so
+    details the consumer may read are no secret to the requester.
+    """
+    requester = _identity(userinfo)
+    if await _allowed([authz.model_read_check(requester, namespace, name)]):
+        return True
+    if not consumer or not await _allowed(authz.impersonation_checks(requester, consumer)):
+        return False
+    return await _allowed([authz.model_read_check(authz.consumer_identity(requester, consumer), namespace, name)])
+
+
 async def _namespace_requests(namespace: str) -> list[tuple[str, dict[str, Any]]]:
     # NOTE: two requests created at the same moment may both pass this check, because the
     # webhook reads the list before either of them is stored.
@@ -232,8 +265,11 @@ async def validate_request(
     reference = spec.get("mLModelRef") or {}
     if reference.get("name"):
         model_namespace = reference.get("namespace") or namespace
-        model = await ctx.kube.get_or_none(ctx.kube.custom_path(model_namespace, names.ML_MODEL.plural, reference["name"]))
-        problems += base_model_problems(kind, spec, namespace, model)
+        if await _may_read_model(userinfo, spec.get("consumer"), model_namespace, reference["name"]):
+            model = await ctx.kube.get_or_none(ctx.kube.custom_path(model_namespace, names.ML_MODEL.plural, reference["name"]))
+            problems += base_model_problems(kind, spec, namespace, model)
+        else:
+            problems.append(unreadable_model_problem(model_namespace, reference["name"]))
 
     if operation == "CREATE" or old_spec.get("output") != spec.get("output"):
         problem = output_uri_problem(kind, name, namespace, spec, await _namespace_requests(namespace))

@@ -132,6 +132,7 @@ def test_admission_rejects_bad_requests(cluster, namespace, operator):
     cluster.kubectl("create", "namespace", other)
     try:
         apply(cluster, base_model(other, name="claimed", artifact="pvc://weights/minilm"))
+        grant(cluster, other, "alice", [{"apiGroups": [GROUP], "resources": ["mlmodels"], "verbs": ["get"]}], name="alice-view")
         cases = {
             "image": (fine_tuning_request(namespace, "bad-image", image="evil.example/miner:1"), "allowed images: aiml.mns.io/standin-trainer:test"),
             "dotdot": (
@@ -155,6 +156,41 @@ def test_admission_rejects_bad_requests(cluster, namespace, operator):
             result = apply(cluster, body, user="alice", check=False)
             assert result.returncode != 0, f"{case}: accepted"
             assert expected in result.stderr, f"{case}: {result.stderr}"
+    finally:
+        cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+def test_unreadable_model_reveals_nothing(cluster, namespace, operator):
+    # bob may create requests here but may not read the models of the other namespace;
+    # alice may, so she gets the detailed messages.
+    prepare_namespace(cluster, namespace, user="bob")
+    grant(cluster, namespace, "alice", REQUESTER_RULES, name="alice-requester")
+    other = f"{namespace[:50]}-m"
+    cluster.kubectl("create", "namespace", other)
+    try:
+        apply(cluster, base_model(other))
+        grant(cluster, other, "alice", [{"apiGroups": [GROUP], "resources": ["mlmodels"], "verbs": ["get"]}], name="alice-view")
+        requests = {
+            "existing": fine_tuning_request(namespace, "probe-existing", aIMLInferenceName="MOBILITY", mLModelRef={"name": "minilm", "namespace": other}),
+            "missing": fine_tuning_request(namespace, "probe-missing", mLModelRef={"name": "absent", "namespace": other}),
+        }
+
+        messages = {}
+        for case, body in requests.items():
+            result = apply(cluster, body, user="bob", check=False)
+            assert result.returncode != 0, f"{case}: accepted"
+            assert "spec.mLModelRef: you may not read MLModel" in result.stderr, f"{case}: {result.stderr}"
+            messages[case] = result.stderr.replace("absent", "minilm").replace("probe-missing", "probe-existing")
+        assert messages["existing"] == messages["missing"]
+        assert "inferenceScope" not in messages["existing"]
+        assert "not found" not in messages["existing"]
+
+        detailed = {"existing": "outside the inferenceScope", "missing": "not found"}
+        for case, body in requests.items():
+            result = apply(cluster, body, user="alice", check=False)
+            assert result.returncode != 0, f"{case}: accepted"
+            assert detailed[case] in result.stderr, f"{case}: {result.stderr}"
+            assert "you may not read" not in result.stderr
     finally:
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
 

@@ -213,3 +213,10 @@ def test_pod_belongs_to_current_job():
     assert not status_endpoint.pod_belongs_to_job(pod(), "u", "job-2")
     assert not status_endpoint.pod_belongs_to_job(None, "u", "job-1")
     assert not status_endpoint.pod_belongs_to_job(pod(), "u", None)
+
+
+def test_unreadable_model_message_reveals_nothing():
+    problem = webhooks.unreadable_model_problem("models", "minilm")
+    assert problem.startswith("spec.mLModelRef: you may not read MLModel models/minilm")
+    assert "not found" not in problem
+    assert "inferenceScope" not in problem

@@ -142,3 +142,11 @@ def test_no_identity_is_denied():
     decision = authz.decide_without_identity()
     assert not decision.allowed
     assert "requester-username" in decision.message
+
+
+def test_model_read_check_review():
+    review = authz.model_read_check(ALICE, "models", "minilm").to_review()
+    attributes = review["spec"]["resourceAttributes"]
+    assert attributes == {"verb": "get", "group": "aiml.mns.io", "resource": "mlmodels", "name": "minilm", "namespace": "models"}
+    assert review["spec"]["user"] == "alice"
+    assert review["spec"]["groups"] == ["rapp-developers"]
