@@ -205,6 +205,48 @@ def output_paths(spec: Mapping[str, Any], uid: str) -> tuple[str, str]:
     return model_dir, f"{model_dir}/.checkpoints/{uid}"
 
 
+@dataclass(frozen=True)
+class SourceObject:
+    """A PersistentVolumeClaim or ConfigMap that a request field names through a URI."""
+
+    field: str
+    uri: str
+    resource: str
+    namespace: str
+    name: str
+
+    def describe(self) -> str:
+        kind = "PersistentVolumeClaim" if self.resource == "persistentvolumeclaims" else "ConfigMap"
+        return f"{self.field}: {kind} {self.namespace}/{self.name} of {self.uri!r}"
+
+
+def _source_object(field: str, uri: str, namespace: str) -> SourceObject | None:
+    parsed = parse_uri(uri)
+    if parsed.scheme == "pvc":
+        return SourceObject(field, uri, "persistentvolumeclaims", namespace, parsed.source)
+    if parsed.scheme == "configmap":
+        return SourceObject(field, uri, "configmaps", namespace, parsed.source)
+    return None
+
+
+def source_objects(request: Mapping[str, Any], model: Mapping[str, Any] | None) -> list[SourceObject]:
+    """List the PersistentVolumeClaims and ConfigMaps the Job of a request mounts, in field order."""
+    namespace = request["metadata"]["namespace"]
+    spec = request.get("spec") or {}
+    candidates = [
+        _source_object(f"spec.candidateTrainingDataSource[{index}]", uri, namespace)
+        for index, uri in enumerate(spec.get("candidateTrainingDataSource") or [])
+    ]
+    output_uri = (spec.get("output") or {}).get("uri")
+    if output_uri:
+        candidates.append(_source_object("spec.output.uri", output_uri, namespace))
+    artifact_uri = (((model or {}).get("spec") or {}).get("artifact") or {}).get("uri")
+    if artifact_uri:
+        model_namespace = ((model or {}).get("metadata") or {}).get("namespace") or namespace
+        candidates.append(_source_object("spec.mLModelRef artifact.uri", artifact_uri, model_namespace))
+    return [candidate for candidate in candidates if candidate is not None]
+
+
 def build_trainer_config(
     request: Mapping[str, Any],
     model: Mapping[str, Any] | None,

@@ -35,6 +35,7 @@ class Phase(str, Enum):
     NOT_STARTED = "NOT_STARTED"
     UNAUTHORIZED = "UNAUTHORIZED"
     JOB_CREATE_FAILED = "JOB_CREATE_FAILED"
+    WAITING_FOR_DATA = "WAITING_FOR_DATA"
     WAITING_FOR_ADMISSION = "WAITING_FOR_ADMISSION"
     PENDING_SCHEDULING = "PENDING_SCHEDULING"
     STARTING = "STARTING"
@@ -229,6 +230,21 @@ def judge_report(report: protocol.TrainerReport | None, end: str | None) -> Obse
     return Observation(Phase.SUCCEEDED, "Succeeded", report.message or "training finished", report, end_time=end)
 
 
+def scheduler_message(text: str) -> str:
+    """Drop sentences that only repeat the end of the sentence before them.
+
+    kube-scheduler appends its preemption message to the filter message, and for a missing
+    PersistentVolumeClaim both end in the same words:
+    ``persistentvolumeclaim "x" not found. not found``.
+    """
+    sentences: list[str] = []
+    for sentence in text.split(". "):
+        if sentences and sentence.strip() and sentences[-1].endswith(sentence.strip().rstrip(".")):
+            continue
+        sentences.append(sentence)
+    return ". ".join(sentences)
+
+
 def _observe_active_pod(pod: Mapping[str, Any], now: datetime, unschedulable_timeout: float) -> Observation:
     status = pod.get("status") or {}
     start = status.get("startTime")
@@ -250,7 +266,7 @@ def _observe_active_pod(pod: Mapping[str, Any], now: datetime, unschedulable_tim
     if scheduled is not None and scheduled.get("status") == "True":
         return Observation(Phase.STARTING, "ContainerCreating", waiting.get("message") or "the trainer container is starting", start_time=start)
     if scheduled is not None and scheduled.get("reason") == "Unschedulable":
-        message = scheduled.get("message") or "no node fits the Pod"
+        message = scheduler_message(scheduled.get("message") or "") or "no node fits the Pod"
         since = parse_time(scheduled.get("lastTransitionTime")) or parse_time(_creation(pod)) or now
         if (now - since).total_seconds() >= unschedulable_timeout:
             return Observation(Phase.FAILED, FailureReason.UNSCHEDULABLE.value, f"no node can run the trainer: {message}")
@@ -313,6 +329,7 @@ _PHASE_STATES: dict[Phase, tuple[str, str, str]] = {
     Phase.NOT_STARTED: ("NOT_STARTED", "NOT_STARTED", "NOT_STARTED"),
     Phase.UNAUTHORIZED: ("NOT_STARTED", "NOT_STARTED", "WAITING_FOR_AUTHORIZATION"),
     Phase.JOB_CREATE_FAILED: ("NOT_STARTED", "WAITING", "JOB_CREATION_FAILED"),
+    Phase.WAITING_FOR_DATA: ("NOT_STARTED", "WAITING", "WAITING_FOR_DATA"),
     Phase.WAITING_FOR_ADMISSION: ("IN_PROGRESS", "WAITING", "WAITING_FOR_ADMISSION"),
     Phase.PENDING_SCHEDULING: ("IN_PROGRESS", "WAITING", "PENDING_SCHEDULING"),
     Phase.STARTING: ("IN_PROGRESS", "RUNNING", "STARTING"),
@@ -440,7 +457,7 @@ def apply_transition(
     progress.setdefault("progressPercentage", 0)
     if transition.phase is Phase.SUCCEEDED:
         progress["progressPercentage"] = 100
-    if transition.phase in TERMINAL_PHASES or transition.phase in (Phase.NOT_STARTED, Phase.SUSPENDED, Phase.UNAUTHORIZED, Phase.JOB_CREATE_FAILED, Phase.PENDING_SCHEDULING, Phase.WAITING_FOR_ADMISSION):
+    if transition.phase in TERMINAL_PHASES or transition.phase in (Phase.NOT_STARTED, Phase.SUSPENDED, Phase.UNAUTHORIZED, Phase.JOB_CREATE_FAILED, Phase.WAITING_FOR_DATA, Phase.PENDING_SCHEDULING, Phase.WAITING_FOR_ADMISSION):
         progress["resultStateInfo"] = f"{transition.reason}: {transition.message}" if transition.message else transition.reason
     else:
         progress.pop("resultStateInfo", None)

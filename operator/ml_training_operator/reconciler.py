@@ -40,9 +40,13 @@ DELETION_POLL_SECONDS = 1.0
 
 # Failures the Job controller never ends by itself: the operator deletes such a Job.
 STUCK_REASONS = frozenset({progress.FailureReason.IMAGE_PULL_FAILED.value, progress.FailureReason.UNSCHEDULABLE.value})
-WARNING_PHASES = frozenset({Phase.FAILED, Phase.UNAUTHORIZED, Phase.JOB_CREATE_FAILED})
+WARNING_PHASES = frozenset({Phase.FAILED, Phase.UNAUTHORIZED, Phase.JOB_CREATE_FAILED, Phase.WAITING_FOR_DATA})
 # Reason of a denied SubjectAccessReview, on the Authorized condition and, after the grace period, on Failed.
 FORBIDDEN = "Forbidden"
+# Reason of a missing PersistentVolumeClaim or ConfigMap, on JobCreated and, after the grace period, on Failed.
+DATA_SOURCE_NOT_FOUND = "DataSourceNotFound"
+# Failure reasons a new spec generation reopens, with the condition that stays False while waiting.
+REOPENED_FAILURES = {FORBIDDEN: "Authorized", DATA_SOURCE_NOT_FOUND: "JobCreated"}
 _VALID_ARTIFACT_FORMATS = ("HF_TRANSFORMERS", "PEFT_ADAPTER", "SAFETENSORS", "TORCH_STATE_DICT")
 
 
@@ -185,6 +189,7 @@ def _primary_condition(status: Mapping[str, Any], phase: Phase) -> Mapping[str, 
     condition_type = {
         Phase.UNAUTHORIZED: "Authorized",
         Phase.JOB_CREATE_FAILED: "JobCreated",
+        Phase.WAITING_FOR_DATA: "JobCreated",
         Phase.FAILED: "Failed",
         Phase.SUCCEEDED: "Succeeded",
         Phase.SUSPENDED: "Suspended",
@@ -235,11 +240,12 @@ async def _reconcile(ctx: Context, state: RequestState, logger: logging.Logger |
     if phase in progress.TERMINAL_PHASES:
         if state.status.get("observedGeneration") == state.generation:
             return IDLE_SECONDS
-        if not failed_as_forbidden(state.status):
+        waited_on = failed_while_waiting(state.status)
+        if waited_on is None:
             await write_status(ctx, state, {**state.status, "observedGeneration": state.generation}, logger)
             return IDLE_SECONDS
-        # A new generation may name another model or consumer, or follow a new RoleBinding.
-        await _reevaluate_authorization(ctx, state, logger)
+        # A new generation may name another model, consumer or data source, or follow a new RoleBinding.
+        await _reopen(ctx, state, waited_on, logger)
         phase = progress.phase_of(state.status)
     if phase is None:
         await transition(ctx, state, Transition(Phase.NOT_STARTED, "Accepted", "the request was accepted"), logger)
@@ -278,9 +284,16 @@ def _retry_delay(ctx: Context, state: RequestState, logger: Any) -> float:
         return max(1.0, min(ctx.settings.authorization_retry_seconds, remaining))
     if phase is Phase.NOT_STARTED:
         return ctx.settings.authorization_retry_seconds
+    if phase is Phase.FAILED:
+        return IDLE_SECONDS
     failures = ctx.create_failures.get(state.key, 0) + 1
     ctx.create_failures[state.key] = failures
     delay = backoff_delay(failures, ctx.settings.api_retry_seconds, ctx.settings.api_retry_max_seconds)
+    if phase is Phase.WAITING_FOR_DATA:
+        # Check again when the grace period ends at the latest, so the request fails on time.
+        now = utcnow()
+        remaining = ctx.settings.data_source_grace_seconds - (now - waiting_since(state.status, "JobCreated", now)).total_seconds()
+        delay = max(1.0, min(delay, remaining))
     logger.info(
         f"retrying the Job creation in {delay:g}s after {failures} rejection(s)",
         extra={"decision": "retry-create", "failures": failures, "delay_seconds": delay},
@@ -371,6 +384,11 @@ async def _authorize_and_create(ctx: Context, state: RequestState, logger: Any) 
     authorized = {"Authorized": (True, "Allowed", decision.message)}
     await _set_conditions(ctx, state, authorized, logger)
 
+    missing = await _missing_sources(ctx, state, model)
+    if missing:
+        await _wait_for_data(ctx, state, missing, logger)
+        return None
+
     plan = jobs.build_job_plan(state.body, model, ctx.settings, state.attempt)
     try:
         await ctx.kube.create_or_get(ctx.kube.core_path(state.namespace, "configmaps"), plan.config_map)
@@ -413,19 +431,65 @@ async def _authorize_and_create(ctx: Context, state: RequestState, logger: Any) 
     return job
 
 
+def waiting_since(status: Mapping[str, Any] | None, condition_type: str, now: datetime) -> datetime:
+    """Return when a condition turned False and stayed so: its lastTransitionTime, else now."""
+    condition = progress.get_condition(status, condition_type) or {}
+    if condition.get("status") != "False":
+        return now
+    return progress.parse_time(condition.get("lastTransitionTime")) or now
+
+
 def denied_since(status: Mapping[str, Any] | None, now: datetime) -> datetime:
     """Return when the consumer was first denied in a row: the Authorized=False transition, else now."""
-    authorized = progress.get_condition(status, "Authorized") or {}
-    if authorized.get("status") != "False":
-        return now
-    return progress.parse_time(authorized.get("lastTransitionTime")) or now
+    return waiting_since(status, "Authorized", now)
+
+
+def failed_while_waiting(status: Mapping[str, Any] | None) -> str | None:
+    """Return the condition a request waited on past its grace period before it failed, else None.
+
+    That is Authorized for a consumer that stayed unauthorized and JobCreated for a data
+    source that stayed missing.
+    """
+    failed = progress.get_condition(status, "Failed") or {}
+    if failed.get("status") != "True":
+        return None
+    condition_type = REOPENED_FAILURES.get(failed.get("reason") or "")
+    if condition_type is None or (progress.get_condition(status, condition_type) or {}).get("status") != "False":
+        return None
+    return condition_type
 
 
 def failed_as_forbidden(status: Mapping[str, Any] | None) -> bool:
     """Tell whether a request ended because its consumer stayed unauthorized past the grace period."""
-    failed = progress.get_condition(status, "Failed") or {}
-    authorized = progress.get_condition(status, "Authorized") or {}
-    return failed.get("status") == "True" and failed.get("reason") == FORBIDDEN and authorized.get("status") == "False"
+    return failed_while_waiting(status) == "Authorized"
+
+
+async def _missing_sources(ctx: Context, state: RequestState, model: Mapping[str, Any] | None) -> list[jobs.SourceObject]:
+    """Return the PersistentVolumeClaims and ConfigMaps the Job would mount that do not exist."""
+    missing = []
+    for source in jobs.source_objects(state.body, model):
+        if await ctx.kube.get_or_none(ctx.kube.core_path(source.namespace, source.resource, source.name)) is None:
+            missing.append(source)
+    return missing
+
+
+async def _wait_for_data(ctx: Context, state: RequestState, missing: list[jobs.SourceObject], logger: Any) -> None:
+    """Record the missing data sources, and end the request once the grace period has passed."""
+    not_found = "; ".join(f"{source.describe()} not found" for source in missing)
+    message = f"{not_found}; create it, and the operator creates the Job on its next check"
+    grace = ctx.settings.data_source_grace_seconds
+    now = utcnow()
+    waited = (now - waiting_since(state.status, "JobCreated", now)).total_seconds()
+    not_created = {"JobCreated": (False, DATA_SOURCE_NOT_FOUND, message)}
+    logger.info(f"waiting for data: {message}", extra={"decision": "wait-for-data", "waited_seconds": waited})
+    if waited < grace:
+        await transition(ctx, state, Transition(Phase.WAITING_FOR_DATA, DATA_SOURCE_NOT_FOUND, message), logger, extra_conditions=not_created)
+        return
+    final = (
+        f"{not_found}. It was still missing after the {grace}s data source grace period, so the request failed. "
+        "Create it, then change the spec to check again"
+    )
+    await transition(ctx, state, Transition(Phase.FAILED, DATA_SOURCE_NOT_FOUND, final), logger, extra_conditions=not_created)
 
 
 async def _deny(ctx: Context, state: RequestState, message: str, logger: Any) -> None:
@@ -444,17 +508,20 @@ async def _deny(ctx: Context, state: RequestState, message: str, logger: Any) ->
     await transition(ctx, state, Transition(Phase.FAILED, FORBIDDEN, final), logger, extra_conditions=denied)
 
 
-async def _reevaluate_authorization(ctx: Context, state: RequestState, logger: Any) -> None:
-    """Reopen a request that failed as Forbidden after a spec change, with a fresh grace period."""
+async def _reopen(ctx: Context, state: RequestState, waited_on: str, logger: Any) -> None:
+    """Reopen a request that failed while waiting (see failed_while_waiting) after a spec change, with a fresh grace period."""
     now = utcnow()
-    message = "the spec changed, so the operator checks the consumer's authorization again"
+    if waited_on == "Authorized":
+        message = "the spec changed, so the operator checks the consumer's authorization again"
+    else:
+        message = "the spec changed, so the operator checks the data sources again"
     new_status = progress.apply_transition(
         state.status, Transition(Phase.NOT_STARTED, "SpecChanged", message), state.generation, now, state.uses_queue
     )
     new_status["process"].pop("endTime", None)
-    # Authorized goes to Unknown, so a new denial starts its grace period from a new lastTransitionTime.
-    for condition_type in ("Authorized", "Failed", "Succeeded"):
-        value = None if condition_type == "Authorized" else False
+    # The waited-on condition goes to Unknown, so a new wait starts its grace period from a new lastTransitionTime.
+    for condition_type in (waited_on, "Failed", "Succeeded"):
+        value = None if condition_type == waited_on else False
         new_status["conditions"] = progress.set_condition(
             new_status["conditions"], condition_type, value, "SpecChanged", message, state.generation, now
         )

@@ -97,6 +97,14 @@ class Settings(BaseModel):
             "GitOps tools apply a RoleBinding and a request in one sync, in no fixed order."
         ),
     )
+    data_source_grace_seconds: int = Field(
+        default=600,
+        ge=0,
+        description=(
+            "Seconds a request whose PersistentVolumeClaim or ConfigMap is missing keeps being checked again before "
+            "it fails with reason DataSourceNotFound. GitOps tools may create them after the request."
+        ),
+    )
     api_retry_seconds: float = Field(
         default=10.0, gt=0, description="First delay before retrying a Job creation the API server rejected; it doubles on each rejection."
     )

@@ -14,6 +14,7 @@ from tests.integration.operator_harness import (  # noqa: F401  (fixtures)
     apply,
     condition,
     crds,
+    events_for,
     fine_tuning_request,
     get,
     list_jobs,
@@ -107,6 +108,35 @@ def test_unschedulable_after_timeout(cluster, namespace, operator):
     failed = condition(final, "Failed")
     assert failed["reason"] == "Unschedulable"
     assert "nvidia.com/gpu" in failed["message"]
+
+
+def test_missing_config_map_waits_then_runs(cluster, namespace, operator):
+    prepare_namespace(cluster, namespace)
+    body = fine_tuning_request(namespace, "early", candidateTrainingDataSource=["configmap://later-data/train.csv"])
+    apply(cluster, body, user="alice")
+
+    def waiting():
+        status = request_status(cluster, PLURAL, "early", namespace)
+        progress = (status.get("process") or {}).get("progressStatus") or {}
+        return status if progress.get("progressStateInfo") == "WAITING_FOR_DATA" else None
+
+    status = wait_for(waiting, timeout=60, message="WAITING_FOR_DATA")
+    assert status["requestStatus"] == "NOT_STARTED"
+    job_created = condition(status, "JobCreated")
+    assert job_created["status"] == "False"
+    assert job_created["reason"] == "DataSourceNotFound"
+    assert "spec.candidateTrainingDataSource[0]" in job_created["message"]
+    assert "configmap://later-data/train.csv" in job_created["message"]
+    assert list_jobs(cluster, namespace) == []
+    warnings = [event for event in events_for(cluster, namespace, "early") if event["type"] == "Warning"]
+    assert any(event["reason"] == "DataSourceNotFound" for event in warnings), warnings
+
+    data = get(cluster, "configmap", "train-data", namespace)
+    apply(cluster, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "later-data", "namespace": namespace}, "data": data["data"]})
+    final = wait_request_status(cluster, PLURAL, "early", namespace, "FINISHED", timeout=120)
+    assert condition(final, "Succeeded")["status"] == "True"
+    assert condition(final, "JobCreated")["status"] == "True"
+    assert len(list_jobs(cluster, namespace)) == 1
 
 
 def quota(cluster, namespace, name, hard):

@@ -355,3 +355,21 @@ def test_termination_conditions_text():
 def test_plan_is_json_serialisable():
     plan = build()
     assert json.loads(json.dumps(plan.job)) == plan.job
+
+
+def test_source_objects_name_each_field():
+    model = base_model()
+    model["spec"]["artifact"]["uri"] = "pvc://weights/minilm"
+    sources = jobs.source_objects(fine_tuning_request(), model)
+    assert [(source.field, source.resource, source.namespace, source.name) for source in sources] == [
+        ("spec.candidateTrainingDataSource[0]", "persistentvolumeclaims", "team-a", "datasets"),
+        ("spec.candidateTrainingDataSource[1]", "configmaps", "team-a", "extra"),
+        ("spec.output.uri", "persistentvolumeclaims", "team-a", "models-out"),
+        ("spec.mLModelRef artifact.uri", "persistentvolumeclaims", "models", "weights"),
+    ]
+    assert sources[1].describe() == "spec.candidateTrainingDataSource[1]: ConfigMap team-a/extra of 'configmap://extra/rows.jsonl'"
+
+
+def test_source_objects_skip_image_models():
+    fields = [source.field for source in jobs.source_objects(fine_tuning_request(), base_model())]
+    assert "spec.mLModelRef artifact.uri" not in fields

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from ml_training_operator import progress, protocol
 from ml_training_operator.progress import Phase, Transition
 
@@ -359,3 +361,16 @@ def test_log_tail_bounds():
     tail = progress.log_tail(text)
     assert len(tail) <= progress.LOG_TAIL_CHARACTERS + 3
     assert tail.startswith("...")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ('0/2 nodes are available: persistentvolumeclaim "nope" not found. not found', '0/2 nodes are available: persistentvolumeclaim "nope" not found'),
+        ("0/2 nodes are available: 2 Insufficient nvidia.com/gpu. preemption: 0/2 nodes are available: 2 No preemption victims found.",
+         "0/2 nodes are available: 2 Insufficient nvidia.com/gpu. preemption: 0/2 nodes are available: 2 No preemption victims found."),
+        ("", ""),
+    ],
+)
+def test_scheduler_message_drops_repeats(raw, expected):
+    assert progress.scheduler_message(raw) == expected

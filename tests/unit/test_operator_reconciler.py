@@ -15,6 +15,7 @@ from ml_training_operator.reconciler import (
     backoff_delay,
     denied_since,
     failed_as_forbidden,
+    failed_while_waiting,
     output_model_body,
 )
 from ml_training_operator.settings import Settings
@@ -128,6 +129,33 @@ def test_denial_start_and_forbidden_failure():
     assert failed_as_forbidden(denied_status(earlier, progress.Phase.FAILED))
     crashed = progress.apply_transition(None, progress.Transition(progress.Phase.FAILED, "Crash", "exit 1"), 1, now)
     assert not failed_as_forbidden(crashed)
+
+
+def missing_data_status(since, phase=progress.Phase.WAITING_FOR_DATA):
+    status = progress.apply_transition(None, progress.Transition(phase, "DataSourceNotFound", "missing"), 1, since)
+    status["conditions"] = progress.set_condition(status["conditions"], "JobCreated", False, "DataSourceNotFound", "missing", 1, since)
+    return status
+
+
+def test_data_wait_ends_with_grace_period():
+    context = Context(kube=None, settings=Settings(api_retry_seconds=10, api_retry_max_seconds=300, data_source_grace_seconds=600))
+    request = fine_tuning_request()
+    request["status"] = missing_data_status(datetime.now(timezone.utc))
+    state = RequestState(request, names.FINE_TUNING_REQUEST)
+    logger = logging.getLogger("test")
+    assert [_retry_delay(context, state, logger) for _ in range(3)] == [10.0, 20.0, 40.0]
+
+    request["status"] = missing_data_status(datetime.now(timezone.utc) - timedelta(seconds=590))
+    assert 1.0 <= _retry_delay(context, state, logger) <= 11.0
+
+
+def test_failure_after_waiting_reopens():
+    now = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    assert failed_while_waiting(missing_data_status(now)) is None
+    assert failed_while_waiting(missing_data_status(now, progress.Phase.FAILED)) == "JobCreated"
+    assert failed_while_waiting(denied_status(now, progress.Phase.FAILED)) == "Authorized"
+    crashed = progress.apply_transition(None, progress.Transition(progress.Phase.FAILED, "Crash", "exit 1"), 1, now)
+    assert failed_while_waiting(crashed) is None
 
 
 def test_watch_restart_logged_at_info():

@@ -3,7 +3,7 @@
 The API server prunes status fields that a CRD does not declare, without an error. The
 static walk in ``test_api_crds.py`` compares the pydantic status model with the CRD; this
 test compares what the operator actually sends. It runs the reconciler against an
-in-memory API server through many scenarios: waiting, running, progress events, success,
+in-memory API server through many scenarios: waiting (for data too), running, progress events, success,
 every failure reason, suspend and resume, cancel, Kueue admission and authorization denial.
 It records every status patch and looks up each JSON path in the generated CRD in ``crds/``.
 It also checks that Kopf's own bookkeeping goes to annotations, not to the status.
@@ -131,6 +131,9 @@ class Scenario:
         self.api.put(self.api.custom_path(self.namespace, kind.plural), {**body, "status": {}})
         model = base_model()
         self.api.put(self.api.custom_path(model["metadata"]["namespace"], names.ML_MODEL.plural), model)
+        for claim in ("datasets", "models-out"):
+            self.api.put(self.api.core_path(self.namespace, "persistentvolumeclaims"), {"kind": "PersistentVolumeClaim", "metadata": {"name": claim}})
+        self.api.put(self.api.core_path(self.namespace, "configmaps"), {"kind": "ConfigMap", "metadata": {"name": "extra"}})
         options = {"trainer_images": [IMAGE], "unschedulable_timeout_seconds": 60, **settings}
         self.context = Context(kube=self.api, settings=Settings(**options))
 
@@ -293,6 +296,23 @@ def scenario_waiting() -> Iterator[Scenario]:
     rejected.api.reject_jobs = None
     assert rejected.reconcile() is progress.Phase.STARTING
     yield rejected
+
+    no_data = Scenario(fine_tuning_request(), names.FINE_TUNING_REQUEST)
+    no_data.api.objects.pop(no_data.api.core_path(no_data.namespace, "configmaps", "extra"))
+    assert no_data.reconcile() is progress.Phase.WAITING_FOR_DATA
+    assert progress.get_condition(no_data.request["status"], "JobCreated")["reason"] == "DataSourceNotFound"
+    no_data.api.put(no_data.api.core_path(no_data.namespace, "configmaps"), {"kind": "ConfigMap", "metadata": {"name": "extra"}})
+    assert no_data.reconcile() is progress.Phase.STARTING
+    yield no_data
+
+    data_expired = Scenario(fine_tuning_request(), names.FINE_TUNING_REQUEST, data_source_grace_seconds=0)
+    data_expired.api.objects.pop(data_expired.api.core_path(data_expired.namespace, "persistentvolumeclaims", "models-out"))
+    assert data_expired.reconcile() is progress.Phase.FAILED
+    assert progress.get_condition(data_expired.request["status"], "Failed")["reason"] == "DataSourceNotFound"
+    data_expired.api.put(data_expired.api.core_path(data_expired.namespace, "persistentvolumeclaims"), {"kind": "PersistentVolumeClaim", "metadata": {"name": "models-out"}})
+    data_expired.patch_spec(trainer={"image": IMAGE, "gpus": 1, "hyperparameters": {"epochs": 1}})
+    assert data_expired.reconcile() is progress.Phase.STARTING
+    yield data_expired
 
     quota_refused = started()
     event = {"kind": "Event", "metadata": {"name": "e1"}, "reason": "FailedCreate", "message": "exceeded quota: requests.nvidia.com/gpu",
