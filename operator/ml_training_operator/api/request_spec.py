@@ -223,7 +223,7 @@ class Output(ApiModel):
             )
         ),
         description=f"Directory for the model, its metadata and report.json: {OUTPUT_URI_FORMS}. "
-        "Checkpoints go to <path>/.checkpoints.",
+        "Checkpoints go to <path>/.checkpoints/<request uid>, so only attempts of the same request resume from them.",
     )
     modelName: ObjectName | None = Field(
         default=None, description="Name of the MLModel the operator creates for the result; unset: <request name>-model."

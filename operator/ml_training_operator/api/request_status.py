@@ -29,8 +29,10 @@ class ProgressStatus(ApiModel):
     progressStateInfo: str | None = Field(
         default=None,
         max_length=256,
-        description="Current step: WAITING_FOR_ADMISSION, PENDING_SCHEDULING, COLLECTING_DATA, "
-        "PREPARING_TRAINING_DATA, TRAINING, EVALUATING or SAVING_MODEL.",
+        description="Current step. Before the Job runs: NOT_STARTED, WAITING_FOR_AUTHORIZATION, WAITING_FOR_DATA, "
+        "JOB_CREATION_FAILED, WAITING_FOR_ADMISSION (Kueue), PENDING_SCHEDULING or STARTING. While the trainer "
+        "runs, its phase: COLLECTING_DATA, PREPARING_TRAINING_DATA, TRAINING, EVALUATING or SAVING_MODEL. Then "
+        "SUSPENDING, SUSPENDED, CANCELLING, CANCELLED, FINISHED or FAILED.",
     )
     resultStateInfo: str | None = Field(
         default=None, max_length=MAX_TEXT_LENGTH, description="Outcome of the process, with the reason when it failed."
