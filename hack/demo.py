@@ -213,13 +213,18 @@ def prepare_namespaces_and_model(kube: Kubectl) -> None:
 
 
 def grant_consumers(kube: Kubectl) -> None:
-    """Both consumers may create requests and read data in aiml-demo; only alice may fine-tune."""
+    """Both consumers may create requests and read data in aiml-demo and see the model catalogue.
+
+    Only alice may fine-tune the model. Bob can read the MLModel (aiml-viewer), so admission
+    accepts his request, and the operator's SubjectAccessReview for "finetune" refuses it.
+    """
     say(f"granting {AUTHORIZED} and {UNAUTHORIZED} aiml-requester and view in {CONSUMER_NAMESPACE}; "
-        f"only {AUTHORIZED} gets aiml-finetuner on the model")
+        f"only {AUTHORIZED} gets aiml-finetuner on the model, {UNAUTHORIZED} gets aiml-viewer")
     for user in (AUTHORIZED, UNAUTHORIZED):
         for role in ("aiml-requester", "view"):
             kube.apply(role_binding(f"{user}-{role}", CONSUMER_NAMESPACE, role, user))
     kube.apply(role_binding(f"{AUTHORIZED}-aiml-finetuner", MODEL_NAMESPACE, "aiml-finetuner", AUTHORIZED))
+    kube.apply(role_binding(f"{UNAUTHORIZED}-aiml-viewer", MODEL_NAMESPACE, "aiml-viewer", UNAUTHORIZED))
 
 
 def role_binding(name: str, namespace: str, cluster_role: str, user: str) -> dict:
