@@ -216,6 +216,7 @@ class Tracker:
     finished: dict[str, float] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     throttled: int = 0
+    timed_out: int = 0
 
     def on_job(self, kind: str, job: dict[str, Any], arrived: float) -> None:
         uid = (job["metadata"].get("labels") or {}).get(names.LABEL_REQUEST_UID)
@@ -265,10 +266,18 @@ async def create_requests(clients: Clients, tracker: Tracker, namespace: str, na
                     body = await clients.consumer.request("POST", Kube.custom_path(namespace, PLURAL), body=bench_request(namespace, name, image))
                     break
                 except ApiError as error:
-                    # kube-apiserver sheds load with 429; clients are expected to retry.
-                    if error.status != 429 or attempt == CREATE_ATTEMPTS - 1:
+                    if error.status == 409 and attempt > 0:
+                        # An earlier attempt that timed out on the client side did create it.
+                        body = await clients.consumer.request("GET", Kube.custom_path(namespace, PLURAL, name))
+                        break
+                    # kube-apiserver sheds load with 429, and a loaded machine can time out the
+                    # connection (status 0); clients are expected to retry both.
+                    if error.status not in (0, 429) or attempt == CREATE_ATTEMPTS - 1:
                         raise
-                    tracker.throttled += 1
+                    if error.status == 429:
+                        tracker.throttled += 1
+                    else:
+                        tracker.timed_out += 1
                     await asyncio.sleep(1.0)
             returned = time.time()
         uid = body["metadata"]["uid"]
@@ -327,6 +336,7 @@ async def run_scenario(
         "failed": len([uid for uid in uids if uid in tracker.failed]),
         "failure_examples": sorted(set(tracker.failed.values()))[:3],
         "create_calls_throttled": tracker.throttled,
+        "create_calls_timed_out": tracker.timed_out,
         "create_call_seconds": results.summarize(tracker.create_call_seconds[uid] for uid in uids),
         "create_to_job_seconds": results.summarize(to_job),
         "job_complete_to_finished_seconds": results.summarize(to_finished),
