@@ -1,9 +1,10 @@
 """The main job: fine-tune a real pre-trained model through the operator, end to end.
 
-Brings up the local cluster (or uses a kube context named with --kube-context), installs the
-Helm chart, registers all-MiniLM-L6-v2 as a pre-trained MLModel, creates two consumers (alice
-may fine-tune the model, bob may not), applies one MLFineTuningRequest as each, shows bob's
-request rejected and alice's running with live progress, and prints the final report.
+Brings up the local cluster, or uses a kube context named with --kube-context, and installs
+the Helm chart. It registers all-MiniLM-L6-v2 as a pre-trained MLModel and creates two
+consumers: alice may fine-tune the model, bob may not. Each applies one MLFineTuningRequest.
+The demo shows bob's request refused and alice's running with live progress, and prints the
+final report.
 Exits 0 only when alice's request finished with every performance requirement met and bob's
 was refused.
 
@@ -42,7 +43,7 @@ CONSUMER_GROUP = "rapp-developers"
 
 
 class DemoError(RuntimeError):
-    """A demo step failed; the message says which and why."""
+    """A demo step failed; the message names the step and the cause."""
 
 
 @dataclass
@@ -163,7 +164,7 @@ def install_chart(kube: Kubectl, local_cluster: LocalCluster | None, extra_value
 
 
 def wait_for_webhook(kube: Kubectl, timeout: float = 120) -> None:
-    """Wait until the admission webhook answers, probing with a server-side dry run."""
+    """Wait until the admission webhook responds, probing with a server-side dry run."""
     request = request_manifest("webhook-probe")
     deadline = time.monotonic() + timeout
     last = ""
@@ -173,7 +174,7 @@ def wait_for_webhook(kube: Kubectl, timeout: float = 120) -> None:
             return
         last = result.stderr.strip()
         time.sleep(1)
-    raise DemoError(f"the admission webhook did not answer within {timeout:.0f}s: {last}")
+    raise DemoError(f"the admission webhook did not respond within {timeout:.0f}s: {last}")
 
 
 def ensure_namespace(kube: Kubectl, namespace: str, timeout: float = 120) -> None:
@@ -237,7 +238,7 @@ def role_binding(name: str, namespace: str, cluster_role: str, user: str) -> dic
 
 
 def request_manifest(name: str) -> dict:
-    """The example MLFineTuningRequest, pointed at the demo's model, data and output."""
+    """Return the example MLFineTuningRequest, pointed at the demo's model, data and output."""
     request = yaml.safe_load((REPO_ROOT / "examples" / "finetuning-request.yaml").read_text())
     request["metadata"] = {"name": name, "namespace": CONSUMER_NAMESPACE}
     spec = request["spec"]
