@@ -285,9 +285,25 @@ def is_done(request: dict) -> bool:
     return status.get("requestStatus") in ("FINISHED", "CANCELLED") or failed
 
 
+def milestone(request: dict) -> tuple:
+    """Return what must change before the demo prints a request again: state, step, epoch, tens of percent."""
+    status = request.get("status") or {}
+    process = status.get("process") or {}
+    progress = process.get("progressStatus") or {}
+    return (
+        status.get("requestStatus"),
+        progress.get("status"),
+        progress.get("progressStateInfo"),
+        progress.get("resultStateInfo"),
+        process.get("epoch"),
+        (progress.get("progressPercentage") or 0) // 10,
+    )
+
+
 def follow(kube: Kubectl, names: list[str], timeout: float) -> dict[str, dict]:
-    """Print each request's state whenever it changes until all are done or refused."""
+    """Print each request's state at every milestone until all are done or refused."""
     deadline = time.monotonic() + timeout
+    last_milestone: dict[str, tuple] = {}
     last_line: dict[str, str] = {}
     latest: dict[str, dict] = {}
     while time.monotonic() < deadline:
@@ -296,10 +312,10 @@ def follow(kube: Kubectl, names: list[str], timeout: float) -> dict[str, dict]:
             if request is None:
                 continue
             latest[name] = request
-            line = describe(request)
-            if line != last_line.get(name):
-                print(f"    [{name}] {line}", flush=True)
-                last_line[name] = line
+            last_line[name] = describe(request)
+            if milestone(request) != last_milestone.get(name):
+                print(f"    [{name}] {last_line[name]}", flush=True)
+                last_milestone[name] = milestone(request)
         if len(latest) == len(names) and all(is_done(r) or is_refused(r) for r in latest.values()):
             return latest
         time.sleep(1)
