@@ -18,7 +18,11 @@ from .settings import SettingsError, load_settings
 
 # Kopf logs every run of a handler at INFO. For the Job and Pod watchers, which only wake a
 # request's reconciler, that is one line per Pod status change and hides the decisions.
-_QUIET_HANDLERS = ("Handler 'job_changed' succeeded.", "Handler 'pod_changed' succeeded.")
+_QUIET_HANDLERS = (
+    "Handler 'job_changed' succeeded.",
+    "Handler 'pod_changed' succeeded.",
+    "Handler 'wake' succeeded.",
+)
 
 
 class QuietWatchersFilter(logging.Filter):
@@ -26,6 +30,21 @@ class QuietWatchersFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() not in _QUIET_HANDLERS
+
+
+class AdmissionRejectionFilter(logging.Filter):
+    """Lowers Kopf's ERROR line for a rejected admission request to INFO.
+
+    A rejection is the consumer's mistake, already logged by the webhook with its reason;
+    at ERROR it would look like a fault of the operator and page whoever watches errors.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR:
+            message = record.getMessage()
+            if message.startswith("Webhook '") and "failed permanently" in message:
+                record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 # Kopf (1.45) logs at DEBUG that a watch ended with 410 Gone (its resourceVersion was
@@ -66,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(settings.log_level)
     for handler in logging.getLogger().handlers:
         handler.addFilter(QuietWatchersFilter())
+        handler.addFilter(AdmissionRejectionFilter())
     watch_logger = logging.getLogger(KOPF_WATCH_LOGGER)
     watch_logger.setLevel(logging.DEBUG)
     watch_logger.addFilter(WatchRestartFilter(keep_debug=settings.log_level == "DEBUG"))

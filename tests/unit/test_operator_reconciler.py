@@ -6,7 +6,12 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from ml_training_operator import names, progress, protocol
-from ml_training_operator.__main__ import KOPF_WATCH_LOGGER, QuietWatchersFilter, WatchRestartFilter
+from ml_training_operator.__main__ import (
+    KOPF_WATCH_LOGGER,
+    AdmissionRejectionFilter,
+    QuietWatchersFilter,
+    WatchRestartFilter,
+)
 from ml_training_operator.reconciler import (
     Context,
     RequestState,
@@ -169,3 +174,22 @@ def test_watch_restart_logged_at_info():
     assert WatchRestartFilter(keep_debug=True).filter(other)
     warning = logging.LogRecord(KOPF_WATCH_LOGGER, logging.WARNING, "", 0, "Ignoring an unsupported event type", None, None)
     assert WatchRestartFilter(keep_debug=False).filter(warning)
+
+
+def test_admission_rejection_logged_at_info():
+    rejection = logging.LogRecord(
+        "kopf.objects", logging.ERROR, __file__, 1,
+        "Webhook 'check-mlfinetuningrequests' failed permanently: spec.trainer.image: not allowed", (), None,
+    )
+    other_error = logging.LogRecord("kopf.objects", logging.ERROR, __file__, 1, "Handler 'wake' failed", (), None)
+
+    assert AdmissionRejectionFilter().filter(rejection)
+    assert rejection.levelno == logging.INFO
+    assert AdmissionRejectionFilter().filter(other_error)
+    assert other_error.levelno == logging.ERROR
+
+
+def test_wake_successes_dropped():
+    wake = logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, "Handler 'wake' succeeded.", (), None)
+
+    assert not QuietWatchersFilter().filter(wake)
