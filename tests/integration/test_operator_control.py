@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
+
+from kubernetes import client
+from kubernetes import watch as kubernetes_watch
 
 import pytest
 
@@ -43,6 +48,41 @@ def wait_progress(cluster, namespace, name, minimum, timeout=90):
     return wait_for(reached, timeout=timeout, message=f"progress of {name} at {minimum}% or more")
 
 
+class StatusWatch(threading.Thread):
+    """Records the requestStatus of every version of one request until a given value appears."""
+
+    def __init__(self, cluster, namespace: str, name: str, until: str, timeout: float) -> None:
+        super().__init__(daemon=True)
+        self.api = client.CustomObjectsApi(cluster.api_client())
+        self.namespace, self.name, self.until, self.timeout = namespace, name, until, timeout
+        self.statuses: list[str] = []
+        self.started_watch = threading.Event()
+
+    def run(self) -> None:
+        watch = kubernetes_watch.Watch()
+        deadline = time.monotonic() + self.timeout
+        stream = watch.stream(
+            self.api.list_namespaced_custom_object, "aiml.mns.io", "v1alpha1", self.namespace, PLURAL,
+            field_selector=f"metadata.name={self.name}", timeout_seconds=int(self.timeout),
+        )
+        for event in stream:
+            value = ((event["object"].get("status") or {}).get("requestStatus")) or ""
+            if not self.statuses or self.statuses[-1] != value:
+                self.statuses.append(value)
+            # The first event is the object as it is now, so later changes cannot be missed.
+            self.started_watch.set()
+            if value == self.until or time.monotonic() > deadline:
+                watch.stop()
+                return
+
+
+def watch_request_statuses(cluster, namespace: str, name: str, until: str, timeout: float) -> StatusWatch:
+    recorder = StatusWatch(cluster, namespace, name, until, timeout)
+    recorder.start()
+    recorder.started_watch.wait(10)
+    return recorder
+
+
 def config_maps(cluster, namespace):
     items = json.loads(cluster.kubectl("get", "configmaps", "-n", namespace, "-l", "aiml.mns.io/request-uid", "-o", "json").stdout)["items"]
     return [item["metadata"]["name"] for item in items]
@@ -53,16 +93,14 @@ def test_cancel_stops_the_trainer(cluster, namespace, operator):
     apply(cluster, fine_tuning_request(namespace, "to-cancel", image=SLOW), user="alice")
     wait_progress(cluster, namespace, "to-cancel", 10)
 
-    seen = set()
-
-    def cancelled():
-        status = request_status(cluster, PLURAL, "to-cancel", namespace)
-        seen.add(status.get("requestStatus"))
-        return status if status.get("requestStatus") == "CANCELLED" else None
-
+    # CANCELLING may last only milliseconds, so a watch records every status the operator writes.
+    seen = watch_request_statuses(cluster, namespace, "to-cancel", until="CANCELLED", timeout=90)
     patch_spec(cluster, namespace, "to-cancel", cancelRequest=True)
-    status = wait_for(cancelled, timeout=90, interval=0.1, message="CANCELLED")
-    assert "CANCELLING" in seen
+    seen.join(timeout=95)
+
+    status = request_status(cluster, PLURAL, "to-cancel", namespace)
+    assert status.get("requestStatus") == "CANCELLED", seen.statuses
+    assert "CANCELLING" in seen.statuses
     assert status["process"]["progressStatus"]["status"] == "CANCELLED"
     assert condition(status, "Cancelled")["status"] == "True"
     assert list_jobs(cluster, namespace) == []
