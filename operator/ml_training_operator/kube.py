@@ -128,7 +128,7 @@ class Kube:
             raise
 
     async def create_or_get(self, collection_path: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Create an object; on 409 return the existing one. The flag tells whether it was created."""
+        """Create an object; on 409 return the existing one. The flag is True when this call created it."""
         try:
             return await self.request("POST", collection_path, body=dict(body)), True
         except ApiError as error:

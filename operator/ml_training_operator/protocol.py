@@ -96,7 +96,7 @@ class FineTuningMethod(str, Enum):
 
 
 class Quantization(str, Enum):
-    """How the frozen base model is loaded for fine-tuning."""
+    """Loading mode of the frozen base model for fine-tuning."""
 
     NONE = "NONE"
     INT8 = "INT8"
@@ -124,7 +124,7 @@ class RequestRef(WireModel):
 
 
 class DataConfig(WireModel):
-    """Where the training data is and which columns mean what."""
+    """Location of the training data and the meaning of its columns."""
 
     sources: list[str] = Field(
         min_length=1,

@@ -450,7 +450,7 @@ class LocalCluster:
         return {name: self._running_pid(name) for name in names}
 
     def readyz(self) -> str:
-        """Return the API server's /readyz body as the admin sees it, or raise ClusterError."""
+        """Return the API server's /readyz body as returned to the admin, or raise ClusterError."""
         if not self.pki.ca_cert.exists() or not self.pki.cert("admin").exists():
             raise ClusterError(f"no cluster certificates under {self.pki.directory}; run make cluster-up")
         context = ssl.create_default_context(cafile=str(self.pki.ca_cert))

@@ -197,7 +197,8 @@ def test_trainer_images_required(helm):
             [helm, "template", "aiml-training-operator", str(CHART), "--set", value], capture_output=True, text=True
         )
         assert result.returncode != 0, value
-        assert "trainer" in result.stderr and "images" in result.stderr, result.stderr
+        assert "trainer" in result.stderr, result.stderr
+        assert "images" in result.stderr, result.stderr
 
 
 def test_operator_may_list_events(helm):
